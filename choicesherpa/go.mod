@@ -1,0 +1,7 @@
+module github.com/choicesherpa/eventkit/choicesherpa
+
+go 1.26
+
+require github.com/choicesherpa/eventkit v0.0.0
+
+replace github.com/choicesherpa/eventkit => ../
