@@ -1,0 +1,74 @@
+// Command benchsuite runs eventkit's comparative benchmarks (BENCHMARKS.md)
+// and prints one table: benchmark | ours | peer | ratio | target | holds?.
+//
+//	go run ./cmd/benchsuite            # full run (make bench)
+//	go run ./cmd/benchsuite -short     # CI smoke: small sizes, loose floors
+//	go run ./cmd/benchsuite -run 'B[12]$' -rounds 7
+//
+// It exits 1 when a correctness check fails or a case errors, and in -short
+// mode also when a floor (about half a target) is missed, so CI catches a
+// collapse without failing on noise. A missed full target is reported in
+// the table, not turned into a failure: the machine is shared.
+package main
+
+import (
+	"context"
+	"flag"
+	"fmt"
+	"io"
+	"os"
+	"os/signal"
+	"regexp"
+
+	"github.com/choicesherpa/eventkit/bench"
+)
+
+func main() {
+	os.Exit(run())
+}
+
+func run() int {
+	short := flag.Bool("short", false, "CI sizes and loose floors (about half the targets); fails on a missed floor")
+	runRE := flag.String("run", "", "run only cases whose ID or name matches this regexp")
+	rounds := flag.Int("rounds", 0, fmt.Sprintf("interleaved rounds per case (default %d, %d with -short)", bench.DefaultRounds, bench.DefaultShortRounds))
+	list := flag.Bool("list", false, "list the cases and their targets, run nothing")
+	quiet := flag.Bool("q", false, "no progress lines on stderr")
+	flag.Parse()
+
+	var re *regexp.Regexp
+	if *runRE != "" {
+		var err error
+		if re, err = regexp.Compile(*runRE); err != nil {
+			fmt.Fprintf(os.Stderr, "benchsuite: bad -run: %v\n", err)
+			return 2
+		}
+	}
+	cases := bench.Cases(re)
+	if *list {
+		for _, c := range cases {
+			fmt.Printf("%-8s %s\n         target: %s\n", c.ID, c.Name, c.Target)
+		}
+		return 0
+	}
+	if len(cases) == 0 {
+		fmt.Fprintln(os.Stderr, "benchsuite: no case matches -run")
+		return 2
+	}
+
+	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt)
+	defer stop()
+	cfg := bench.Config{Rounds: *rounds, Env: bench.DetectEnv(ctx)}
+	if *short {
+		cfg.Mode = bench.Short
+	}
+	var progress io.Writer = os.Stderr
+	if *quiet {
+		progress = io.Discard
+	}
+	rep := bench.RunSuite(ctx, cfg, cases, progress)
+	bench.WriteTable(os.Stdout, cfg, rep)
+	if rep.Failed(cfg.Mode) {
+		return 1
+	}
+	return 0
+}

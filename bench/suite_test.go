@@ -1,0 +1,199 @@
+package bench
+
+import (
+	"bytes"
+	"context"
+	"errors"
+	"math"
+	"regexp"
+	"strings"
+	"testing"
+	"time"
+)
+
+// TestCasesTiny runs every registered case at the tiny size: each must
+// run, verify its deliveries and produce rows. It catches a broken harness
+// or case in CI without measuring anything.
+func TestCasesTiny(t *testing.T) {
+	env := DetectEnv(context.Background())
+	for _, c := range Cases(nil) {
+		t.Run(c.ID, func(t *testing.T) {
+			if m := missingServers(env, c.Needs); m != "" {
+				t.Skipf("%s not reachable", m)
+			}
+			ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
+			defer cancel()
+			cfg := Config{Mode: Tiny, Env: env, RunTimeout: time.Minute}
+			res, err := c.Run(ctx, cfg)
+			if errors.Is(err, ErrCaseSkipped) {
+				t.Skip(err)
+			}
+			if err != nil {
+				t.Fatalf("run: %v", err)
+			}
+			if len(res) == 0 {
+				t.Fatal("no rows")
+			}
+			for _, r := range res {
+				if len(r.Failures) > 0 {
+					t.Errorf("%s %s: %v", r.ID, r.Name, r.Failures)
+				}
+				if math.IsNaN(r.Ours) {
+					t.Errorf("%s %s: no figure for ours", r.ID, r.Name)
+				}
+			}
+		})
+	}
+}
+
+func TestTargetAndFloor(t *testing.T) {
+	t.Parallel()
+	cases := []struct {
+		t     Target
+		v     float64
+		met   bool
+		floor float64
+		str   string
+	}{
+		{AtLeastX(10), 10, true, 5, ">= 10x"},
+		{AtLeastX(10), 9.9, false, 5, ">= 10x"},
+		{AtMostX(3), 2.9, true, 6, "<= 3x"},
+		{AtMostX(3), 3.1, false, 6, "<= 3x"},
+		{AtMostAbs(1), 1, true, 2, "<= 1"},
+		{AtMostAbs(0), 0, true, 1, "<= 0"},
+		{AtLeastX(2), math.NaN(), false, 1, ">= 2x"},
+	}
+	for _, c := range cases {
+		if got := c.t.Met(c.v); got != c.met {
+			t.Errorf("%s met(%v) = %v", c.t, c.v, got)
+		}
+		if got := c.t.Floor().Value; got != c.floor {
+			t.Errorf("%s floor = %v, want %v", c.t, got, c.floor)
+		}
+		if got := c.t.String(); got != c.str {
+			t.Errorf("String = %q, want %q", got, c.str)
+		}
+	}
+}
+
+func TestResultFailsOnlyOnCorrectnessOrShortFloor(t *testing.T) {
+	t.Parallel()
+	r := Result{ID: "BX", Ratio: 6, Target: AtLeastX(10)}
+	if r.Failed(Full) {
+		t.Error("a missed full target must not fail the run")
+	}
+	if r.Failed(Short) {
+		t.Error("6x meets the 5x floor")
+	}
+	r.Ratio = 4
+	if !r.Failed(Short) {
+		t.Error("4x misses the 5x floor in short mode")
+	}
+	if r.Failed(Tiny) {
+		t.Error("tiny mode judges no target")
+	}
+	r = Result{ID: "BX", Ratio: 100, Target: AtLeastX(10), Failures: []string{"lost 1"}}
+	if !r.Failed(Full) {
+		t.Error("a correctness failure fails the run")
+	}
+}
+
+func TestMedianRatioPairsRounds(t *testing.T) {
+	t.Parallel()
+	// Round 2 is slow for both sides: pairing cancels it.
+	ours := []float64{100, 10, 100}
+	peer := []float64{10, 1, 20}
+	if got := MedianRatio(ours, peer); got != 10 {
+		t.Errorf("MedianRatio = %v, want 10", got)
+	}
+	if got := Median([]float64{3, 1, 2, 4}); got != 2.5 {
+		t.Errorf("Median = %v", got)
+	}
+	if !math.IsNaN(Median(nil)) {
+		t.Error("Median(nil) must be NaN")
+	}
+}
+
+func TestTallyCountsLostDuplicatesUnexpected(t *testing.T) {
+	t.Parallel()
+	tl := NewTally(4, 2)
+	for seq := range 4 {
+		tl.Mark(0, seq)
+	}
+	tl.Mark(1, 0)
+	tl.Mark(1, 1)
+	tl.Mark(1, 1)
+	tl.Mark(1, 9)
+	c := tl.Check()
+	if c.Lost != 2 || c.Duplicates != 1 || c.Unexpected != 1 || c.Delivered != 7 {
+		t.Fatalf("check = %+v", c)
+	}
+	if err := c.Err(); !errors.Is(err, ErrIncorrect) {
+		t.Fatalf("Err = %v", err)
+	}
+	ok := NewTally(2, 1)
+	ok.Mark(0, 0)
+	ok.Mark(0, 1)
+	ok.Mark(0, 1)
+	c = ok.Check()
+	c.AllowDuplicates = true
+	if err := c.Err(); err != nil {
+		t.Fatalf("duplicates allowed: %v", err)
+	}
+	if err := (Check{}).Err(); err == nil {
+		t.Fatal("an empty check must fail")
+	}
+}
+
+func TestInterleaveOrderAndTable(t *testing.T) {
+	t.Parallel()
+	var order []string
+	mk := func(name string, v float64) Contender {
+		return Contender{Name: name, Run: func(ctx context.Context) (Sample, error) {
+			order = append(order, name)
+			tl := NewTally(1, 1)
+			tl.Mark(0, 0)
+			return Sample{Value: v, Check: tl.Check()}, nil
+		}}
+	}
+	cfg := Config{Mode: Short, Rounds: 3}
+	s, err := Interleave(context.Background(), cfg, mk("a", 20), mk("b", 2))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got := strings.Join(order, ""); got != "ababab" {
+		t.Fatalf("order %q", got)
+	}
+	row := Compare("B99", "a vs b", "msg/s", s[0], s[1], AtLeastX(10))
+	if row.Ratio != 10 || len(row.Failures) != 0 {
+		t.Fatalf("row %+v", row)
+	}
+	var buf bytes.Buffer
+	WriteTable(&buf, cfg, Report{Results: []Result{row}})
+	out := buf.String()
+	for _, want := range []string{"B99 a vs b", "20 msg/s", "10x", ">= 5x (floor of >= 10x)", "yes", "nproc:", "redis:"} {
+		if !strings.Contains(out, want) {
+			t.Errorf("table lacks %q:\n%s", want, out)
+		}
+	}
+}
+
+func TestCasesOrderAndFilter(t *testing.T) {
+	t.Parallel()
+	ids := []string{"B10", "B2", "J1", "B14-mem", "B14", "B1"}
+	want := []string{"B1", "B2", "B10", "B14", "B14-mem", "J1"}
+	got := append([]string(nil), ids...)
+	for i := range got {
+		for j := i + 1; j < len(got); j++ {
+			if compareIDs(got[j], got[i]) < 0 {
+				got[i], got[j] = got[j], got[i]
+			}
+		}
+	}
+	if strings.Join(got, ",") != strings.Join(want, ",") {
+		t.Fatalf("order %v", got)
+	}
+	if n := len(Cases(regexp.MustCompile(`^NOPE$`))); n != 0 {
+		t.Fatalf("filter matched %d", n)
+	}
+}
