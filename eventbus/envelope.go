@@ -1,6 +1,7 @@
 package eventbus
 
 import (
+	"bytes"
 	"context"
 	"encoding/json"
 	"fmt"
@@ -122,6 +123,10 @@ func (e *Envelope) Validate() error {
 	}
 	if len(e.Payload) == 0 || !json.Valid(e.Payload) {
 		return fmt.Errorf("%w: payload of %s %s is not valid JSON", ErrInvalidEnvelope, e.EventType, e.EventID)
+	}
+	// A missing payload encodes as null; treat both the same.
+	if string(bytes.TrimSpace(e.Payload)) == "null" {
+		return fmt.Errorf("%w: payload of %s %s is null", ErrInvalidEnvelope, e.EventType, e.EventID)
 	}
 	return nil
 }

@@ -200,6 +200,7 @@ func TestEnvelopeValidate(t *testing.T) {
 		"missing time":      func(e *eventbus.Envelope) { e.OccurredAt = time.Time{} },
 		"empty payload":     func(e *eventbus.Envelope) { e.Payload = nil },
 		"invalid payload":   func(e *eventbus.Envelope) { e.Payload = json.RawMessage(`{"a":`) },
+		"null payload":      func(e *eventbus.Envelope) { e.Payload = json.RawMessage(` null `) },
 		"missing version 0": func(e *eventbus.Envelope) { e.EventType = "session.created.v0"; e.SchemaVersion = 0 },
 	}
 	for name, mutate := range cases {

@@ -195,9 +195,13 @@ func TestObserve(t *testing.T) {
 	var mu sync.Mutex
 	add := func(s string) { mu.Lock(); log = append(log, s); mu.Unlock() }
 	hooks := &eventbus.Hooks{
-		OnDeliver: func(_ context.Context, name string, env eventbus.Envelope) { add("deliver " + name + " " + env.EventType) },
-		OnAck:     func(_ context.Context, name string, _ eventbus.Envelope) { add("ack " + name) },
-		OnFail:    func(_ context.Context, name string, _ eventbus.Envelope, err error) { add("fail " + name + ": " + err.Error()) },
+		OnDeliver: func(_ context.Context, name string, env eventbus.Envelope) {
+			add("deliver " + name + " " + env.EventType)
+		},
+		OnAck: func(_ context.Context, name string, _ eventbus.Envelope) { add("ack " + name) },
+		OnFail: func(_ context.Context, name string, _ eventbus.Envelope, err error) {
+			add("fail " + name + ": " + err.Error())
+		},
 	}
 	ok := eventbus.Observe("h", hooks)(eventbus.HandlerFunc(func(context.Context, eventbus.Envelope) error { add("handle"); return nil }))
 	bad := eventbus.Observe("h", hooks)(eventbus.HandlerFunc(func(context.Context, eventbus.Envelope) error { return errors.New("no") }))
