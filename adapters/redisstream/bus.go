@@ -1,0 +1,371 @@
+package redisstream
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/redis/go-redis/v9"
+
+	"github.com/choicesherpa/eventkit/deadletter"
+	"github.com/choicesherpa/eventkit/eventbus"
+)
+
+// Bus is the Redis Streams event bus. It is safe for concurrent use.
+type Bus struct {
+	rdb  redis.UniversalClient
+	cfg  Config
+	log  *slog.Logger
+	tags string // key prefix of derived keys: "{Stream}" or Stream when it holds a tag
+
+	// publishing: flat combining (see Publish)
+	pubMu    sync.Mutex
+	pubQueue []*pubReq
+	pubBusy  bool
+	pubWake  chan struct{}
+
+	mu      sync.Mutex
+	subs    map[*subscription]struct{}
+	names   map[string]bool // consumer-group subscriptions of this bus, by name
+	streams map[string]struct{}
+	closed  bool
+
+	closing  chan struct{}
+	bg       sync.WaitGroup
+	closeErr error
+	closeMu  sync.Mutex
+	counters counters
+}
+
+type counters struct {
+	published    atomic.Int64
+	delivered    atomic.Int64
+	acked        atomic.Int64
+	failed       atomic.Int64
+	deadLettered atomic.Int64
+	lostEntries  atomic.Int64
+	skipped      atomic.Int64
+	groupsMade   atomic.Int64
+}
+
+var (
+	_ eventbus.Bus        = (*Bus)(nil)
+	_ deadletter.Replayer = (*Bus)(nil)
+)
+
+// New returns a bus on rdb (a *redis.Client, *redis.ClusterClient or
+// failover client). cfg may be nil. The bus never closes rdb.
+func New(rdb redis.UniversalClient, cfg *Config) (*Bus, error) {
+	if rdb == nil {
+		return nil, fmt.Errorf("%w: nil redis client", ErrConfig)
+	}
+	var c Config
+	if cfg != nil {
+		c = *cfg
+	}
+	c = c.withDefaults()
+	if err := c.validate(); err != nil {
+		return nil, err
+	}
+	b := &Bus{
+		rdb:     rdb,
+		cfg:     c,
+		log:     c.Logger,
+		pubWake: make(chan struct{}, 1),
+		subs:    make(map[*subscription]struct{}),
+		names:   make(map[string]bool),
+		streams: make(map[string]struct{}),
+		closing: make(chan struct{}),
+	}
+	if hasHashTag(c.Stream) {
+		b.tags = c.Stream
+	} else {
+		b.tags = "{" + c.Stream + "}"
+	}
+	b.bg.Add(1)
+	go b.publishLoop()
+	return b, nil
+}
+
+func hasHashTag(s string) bool {
+	i := strings.IndexByte(s, '{')
+	if i < 0 {
+		return false
+	}
+	j := strings.IndexByte(s[i+1:], '}')
+	return j > 0
+}
+
+// StreamFor returns the stream an event of type eventType is appended to.
+func (b *Bus) StreamFor(eventType string) string {
+	if !b.cfg.StreamPerType {
+		return b.cfg.Stream
+	}
+	return b.tags + ":" + eventType
+}
+
+// ReplayStream returns the stream Replay appends to for the group group.
+// Only that group reads it (see Replay).
+func (b *Bus) ReplayStream(group string) string { return b.tags + ":replay:" + group }
+
+// Consumer returns this process's consumer name.
+func (b *Bus) Consumer() string { return b.cfg.Consumer }
+
+func (b *Bus) noteStream(s string) {
+	b.mu.Lock()
+	b.streams[s] = struct{}{}
+	b.mu.Unlock()
+}
+
+// ---- publishing ----
+
+type pubReq struct {
+	ctx     context.Context
+	streams []string
+	fields  [][]any
+	envs    []eventbus.Envelope
+	done    chan error
+}
+
+// Publish appends envs (in order) and returns once Redis accepted all of
+// them. Envelopes are validated first; an invalid or oversize one fails the
+// whole call synchronously (nothing is written) with an error matching
+// eventbus.ErrInvalidEnvelope (*PayloadTooLargeError for size).
+//
+// Concurrent calls are coalesced: a call that finds no pipeline in flight
+// writes at once on its own goroutine; calls arriving while a pipeline is in
+// flight are queued and written together in the next one, with no timer.
+// When ctx ends first Publish returns ctx's error; the entries may still
+// have been written (publishing is at least once: publish again, e.g. from
+// an outbox, and let idempotent handlers drop duplicates).
+func (b *Bus) Publish(ctx context.Context, envs ...eventbus.Envelope) error {
+	if len(envs) == 0 {
+		return nil
+	}
+	if b.isClosed() {
+		return eventbus.ErrClosed
+	}
+	req := &pubReq{ctx: ctx, envs: envs, streams: make([]string, len(envs)), fields: make([][]any, len(envs))}
+	for i := range envs {
+		f, err := encodeEntry(&envs[i], b.cfg.MaxPayloadBytes)
+		if err != nil {
+			b.cfg.Hooks.Publish(ctx, envs[i], err)
+			return err
+		}
+		req.fields[i] = f
+		req.streams[i] = b.StreamFor(envs[i].EventType)
+	}
+	if b.cfg.StreamPerType {
+		for _, s := range req.streams {
+			b.noteStream(s)
+		}
+	}
+	if err := ctx.Err(); err != nil {
+		return err
+	}
+
+	b.pubMu.Lock()
+	if !b.pubBusy {
+		b.pubBusy = true
+		b.pubMu.Unlock()
+		err := b.writeBatch(ctx, []*pubReq{req})
+		b.releasePublisher()
+		return err
+	}
+	req.done = make(chan error, 1)
+	b.pubQueue = append(b.pubQueue, req)
+	b.pubMu.Unlock()
+	select {
+	case err := <-req.done:
+		return err
+	case <-ctx.Done():
+		return fmt.Errorf("redisstream: publish: %w", ctx.Err())
+	}
+}
+
+// releasePublisher ends a caller-run write: queued requests go to the
+// background writer.
+func (b *Bus) releasePublisher() {
+	b.pubMu.Lock()
+	if len(b.pubQueue) == 0 {
+		b.pubBusy = false
+		b.pubMu.Unlock()
+		return
+	}
+	b.pubMu.Unlock()
+	select {
+	case b.pubWake <- struct{}{}:
+	default:
+	}
+}
+
+func (b *Bus) publishLoop() {
+	defer b.bg.Done()
+	for {
+		select {
+		case <-b.pubWake:
+		case <-b.closing:
+			b.failQueued()
+			return
+		}
+		for {
+			b.pubMu.Lock()
+			n, batch := 0, b.pubQueue[:0:0]
+			for len(b.pubQueue) > 0 && (n == 0 || n+len(b.pubQueue[0].envs) <= b.cfg.MaxPipeline) {
+				n += len(b.pubQueue[0].envs)
+				batch = append(batch, b.pubQueue[0])
+				b.pubQueue[0] = nil
+				b.pubQueue = b.pubQueue[1:]
+			}
+			if len(batch) == 0 {
+				b.pubBusy = false
+				b.pubQueue = nil
+				b.pubMu.Unlock()
+				break
+			}
+			b.pubMu.Unlock()
+			ctx, cancel := context.WithTimeout(context.Background(), b.cfg.WriteTimeout)
+			_ = b.writeBatch(ctx, batch)
+			cancel()
+		}
+	}
+}
+
+func (b *Bus) failQueued() {
+	b.pubMu.Lock()
+	q := b.pubQueue
+	b.pubQueue = nil
+	b.pubMu.Unlock()
+	for _, r := range q {
+		r.done <- eventbus.ErrClosed
+	}
+}
+
+// writeBatch pipelines every request's XADDs and reports to each request.
+func (b *Bus) writeBatch(ctx context.Context, batch []*pubReq) error {
+	live := batch[:0:0]
+	for _, r := range batch {
+		if r.ctx.Err() != nil && r.done != nil {
+			r.done <- fmt.Errorf("redisstream: publish: %w", r.ctx.Err())
+			continue
+		}
+		live = append(live, r)
+	}
+	if len(live) == 0 {
+		return nil
+	}
+	if _, ok := ctx.Deadline(); !ok {
+		var cancel context.CancelFunc
+		ctx, cancel = context.WithTimeout(ctx, b.cfg.WriteTimeout)
+		defer cancel()
+	}
+	var cmds []*redis.StringCmd
+	if len(live) == 1 && len(live[0].envs) == 1 {
+		r := live[0]
+		cmds = append(cmds, b.rdb.XAdd(ctx, &redis.XAddArgs{Stream: r.streams[0], ID: "*", Values: r.fields[0]}))
+	} else {
+		pipe := b.rdb.Pipeline()
+		for _, r := range live {
+			for i := range r.envs {
+				cmds = append(cmds, pipe.XAdd(ctx, &redis.XAddArgs{Stream: r.streams[i], ID: "*", Values: r.fields[i]}))
+			}
+		}
+		_, _ = pipe.Exec(ctx) // each command carries its own error
+	}
+	var last error
+	k := 0
+	for _, r := range live {
+		var errs []error
+		for i := range r.envs {
+			err := cmds[k].Err()
+			k++
+			if err != nil {
+				err = fmt.Errorf("redisstream: publish %s %s: %w", r.envs[i].EventType, r.envs[i].EventID, err)
+				errs = append(errs, err)
+			} else {
+				b.counters.published.Add(1)
+			}
+			b.cfg.Hooks.Publish(r.ctx, r.envs[i], err)
+		}
+		err := errors.Join(errs...)
+		if r.done != nil {
+			r.done <- err
+		}
+		last = err
+	}
+	return last
+}
+
+// ---- lifecycle ----
+
+func (b *Bus) isClosed() bool {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return b.closed
+}
+
+// Close stops every subscription (each finishes its handlers in flight
+// within ShutdownTimeout, acknowledges what finished and leaves the rest
+// pending), fails queued publishes with eventbus.ErrClosed and stops the
+// background goroutines. It never closes the Redis client. Close is
+// idempotent and safe to call concurrently.
+func (b *Bus) Close() error {
+	b.mu.Lock()
+	if b.closed {
+		b.mu.Unlock()
+		b.bg.Wait()
+		b.closeMu.Lock()
+		defer b.closeMu.Unlock()
+		return b.closeErr
+	}
+	b.closed = true
+	subs := make([]*subscription, 0, len(b.subs))
+	for s := range b.subs {
+		subs = append(subs, s)
+	}
+	b.mu.Unlock()
+
+	var wg sync.WaitGroup
+	errs := make([]error, len(subs))
+	for i, s := range subs {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			errs[i] = s.Close()
+		}()
+	}
+	wg.Wait()
+	close(b.closing)
+	b.bg.Wait()
+	err := errors.Join(errs...)
+	b.closeMu.Lock()
+	b.closeErr = err
+	b.closeMu.Unlock()
+	return err
+}
+
+func (b *Bus) removeSub(s *subscription) {
+	b.mu.Lock()
+	delete(b.subs, s)
+	if !s.broadcast {
+		delete(b.names, s.name)
+	}
+	b.mu.Unlock()
+}
+
+// sleepCtx waits d or until one of the channels closes; false when stopped.
+func sleepOrStop(d time.Duration, stop <-chan struct{}) bool {
+	t := time.NewTimer(d)
+	defer t.Stop()
+	select {
+	case <-t.C:
+		return true
+	case <-stop:
+		return false
+	}
+}

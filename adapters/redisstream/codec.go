@@ -1,0 +1,132 @@
+package redisstream
+
+import (
+	"encoding/json"
+	"errors"
+	"fmt"
+
+	"github.com/choicesherpa/eventkit/eventbus"
+)
+
+// Stream entry fields. Every entry the bus writes has exactly these three,
+// so a consumer in any language can route on FieldType, deduplicate on
+// FieldID and decode FieldData (the envelope's snake_case JSON, the same
+// document eventbus.Envelope marshals to).
+const (
+	FieldType = "type"
+	FieldID   = "id"
+	FieldData = "data"
+)
+
+// PayloadTooLargeError is returned synchronously by Publish when an encoded
+// envelope exceeds Config.MaxPayloadBytes. It is permanent.
+type PayloadTooLargeError struct {
+	EventID   eventbus.EventID
+	EventType string
+	Size      int
+	Max       int
+}
+
+func (e *PayloadTooLargeError) Error() string {
+	return fmt.Sprintf("redisstream: %s %s is %d bytes encoded, over the %d-byte limit", e.EventType, e.EventID, e.Size, e.Max)
+}
+
+// Unwrap makes the error permanent for eventbus.IsPermanent.
+func (e *PayloadTooLargeError) Unwrap() error { return eventbus.ErrInvalidEnvelope }
+
+// ErrMalformedEntry is matched by every *MalformedEntryError.
+var ErrMalformedEntry = errors.New("redisstream: malformed stream entry")
+
+// MalformedEntryError reports a stream entry that does not decode into a
+// valid envelope. Such entries are dead-lettered on their first delivery.
+type MalformedEntryError struct {
+	EntryID string
+	Reason  string
+	Err     error
+}
+
+func (e *MalformedEntryError) Error() string {
+	if e.Err != nil {
+		return fmt.Sprintf("redisstream: malformed entry %s: %s: %v", e.EntryID, e.Reason, e.Err)
+	}
+	return fmt.Sprintf("redisstream: malformed entry %s: %s", e.EntryID, e.Reason)
+}
+
+// Unwrap returns the cause.
+func (e *MalformedEntryError) Unwrap() error { return e.Err }
+
+// Is matches ErrMalformedEntry and eventbus.ErrInvalidEnvelope (so the error
+// is permanent).
+func (e *MalformedEntryError) Is(target error) bool {
+	return target == ErrMalformedEntry || target == eventbus.ErrInvalidEnvelope
+}
+
+// encodeEntry returns the XADD field list of env.
+func encodeEntry(env *eventbus.Envelope, maxBytes int) ([]any, error) {
+	if err := env.Validate(); err != nil {
+		return nil, err
+	}
+	data, err := json.Marshal(env)
+	if err != nil {
+		return nil, fmt.Errorf("%w: encode %s %s: %v", eventbus.ErrInvalidEnvelope, env.EventType, env.EventID, err)
+	}
+	if maxBytes > 0 && len(data) > maxBytes {
+		return nil, &PayloadTooLargeError{EventID: env.EventID, EventType: env.EventType, Size: len(data), Max: maxBytes}
+	}
+	return []any{FieldType, env.EventType, FieldID, env.EventID.String(), FieldData, data}, nil
+}
+
+// entryType returns the type field of an entry, "" if missing.
+func entryType(values map[string]any) string {
+	s, _ := values[FieldType].(string)
+	return s
+}
+
+// decodeEntry turns a stream entry back into an envelope.
+func decodeEntry(entryID string, values map[string]any) (eventbus.Envelope, error) {
+	var env eventbus.Envelope
+	if len(values) != 3 {
+		for k := range values {
+			if k != FieldType && k != FieldID && k != FieldData {
+				return env, &MalformedEntryError{EntryID: entryID, Reason: "unknown field " + quoteField(k)}
+			}
+		}
+	}
+	data, ok := values[FieldData].(string)
+	if !ok {
+		return env, &MalformedEntryError{EntryID: entryID, Reason: "missing data field"}
+	}
+	if err := json.Unmarshal([]byte(data), &env); err != nil {
+		return eventbus.Envelope{}, &MalformedEntryError{EntryID: entryID, Reason: "data is not an envelope", Err: err}
+	}
+	if err := env.Validate(); err != nil {
+		return env, &MalformedEntryError{EntryID: entryID, Reason: "invalid envelope", Err: err}
+	}
+	if t, _ := values[FieldType].(string); t != env.EventType {
+		return env, &MalformedEntryError{EntryID: entryID, Reason: "type field does not match the envelope"}
+	}
+	if id, _ := values[FieldID].(string); id != env.EventID.String() {
+		return env, &MalformedEntryError{EntryID: entryID, Reason: "id field does not match the envelope"}
+	}
+	return env, nil
+}
+
+func quoteField(k string) string {
+	if len(k) > 40 {
+		k = k[:40] + "..."
+	}
+	return fmt.Sprintf("%q", k)
+}
+
+// rawFields copies an entry's fields for a dead-letter record.
+func rawFields(values map[string]any) map[string]string {
+	out := make(map[string]string, len(values))
+	for k, v := range values {
+		s, ok := v.(string)
+		if !ok {
+			s = fmt.Sprint(v)
+		}
+		out[k] = s
+	}
+	return out
+}

@@ -1,0 +1,60 @@
+// Package redisstream is an eventbus.Bus on Redis Streams (go-redis/v9, any
+// redis.UniversalClient: single node, Sentinel or Cluster).
+//
+// # Wire format
+//
+// Each event is one stream entry with three fields a consumer in any
+// language can read: "type" (the event type, e.g. "session.created.v1"),
+// "id" (the event id, a UUID) and "data" (the envelope's snake_case JSON).
+// Events go to one shared stream (Config.Stream; Choice Sherpa uses
+// "choice-sherpa:events") or, with Config.StreamPerType, to one stream per
+// event type. All keys a bus derives share one Redis Cluster hash tag.
+//
+// # Guarantees
+//
+// Publish returns only after Redis accepted every entry; concurrent calls
+// are pipelined together, with no timer when the line is idle. Oversize or
+// invalid envelopes fail synchronously.
+//
+// Subscribe(name) is a consumer group named name: processes subscribing the
+// same name compete, different names each get every event. Delivery is at
+// least once; wrap handlers with idempotency.Wrap for exactly-once effects.
+// A subscription reads with XREADGROUP COUNT (default 100) and a bounded
+// BLOCK into a bounded worker pool (optionally keeping per-aggregate order)
+// and acknowledges in batches only after the handler succeeded.
+//
+// Recovery: a subscription first re-reads its own pending entries (id 0),
+// then new ones (>); a claim loop takes over entries another consumer left
+// idle past MinIdle (XAUTOCLAIM; New rejects a MinIdle not above
+// HandlerTimeout); entries a consumer holds, waiting or running, are kept
+// claimed by a heartbeat, so a long handler is never run twice at once.
+// Delivery counts live in Redis and survive restarts. A failed entry stays
+// pending and is re-claimed after a backoff by its delivery count; after
+// MaxDeliveries it is written to the dead-letter store and only then
+// acknowledged (a failing store keeps it pending). Undecodable entries and
+// eventbus.IsPermanent errors are dead-lettered on the first delivery.
+// Handler panics are recovered and count as failures. NOGROUP (a Redis
+// restart without persistence) re-creates the group with backoff, logging
+// once. Consumers are deleted only when they hold no pending entry (checked
+// and deleted atomically). Pending entries whose stream entry was deleted
+// are counted (Stats.LostEntries) and acknowledged, never crashed on.
+//
+// New groups start at Config.StartID, "0" by default: an outbox-fed system
+// wants a handler deployed after its events to still see them, and a group
+// re-created after a Redis restart to miss nothing published in between.
+//
+// Trimming (Trim, RunTrimmer, TrimStream) never removes an entry some group
+// has not acknowledged: it trims by MINID below every group's oldest pending
+// and last-delivered id, atomically in a script, with an optional length
+// target. Nothing is trimmed on publish.
+//
+// Replay sends a dead-lettered event back to its handler's group only,
+// through that group's replay stream, keeping the event id.
+//
+// SubscribeBroadcast gives every process every event (plain XREAD, at most
+// once per process), for live push.
+//
+// Close stops reading, lets handlers in flight finish within
+// ShutdownTimeout, acknowledges on a detached bounded context and leaves the
+// rest pending. The bus never closes the client it was given.
+package redisstream

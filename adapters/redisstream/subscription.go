@@ -1,0 +1,1143 @@
+package redisstream
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"hash/fnv"
+	"runtime/debug"
+	"slices"
+	"sort"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/redis/go-redis/v9"
+
+	"github.com/choicesherpa/eventkit/deadletter"
+	"github.com/choicesherpa/eventkit/eventbus"
+)
+
+// ErrShutdownTimeout is returned by Close when handlers were still running
+// after ShutdownTimeout; their entries stay pending.
+var ErrShutdownTimeout = errors.New("redisstream: handlers still running after the shutdown timeout")
+
+type subscription struct {
+	bus       *Bus
+	name      string
+	broadcast bool
+	h         eventbus.Handler
+	types     []string // nil = all
+	streams   []string // streams read, replay stream last (group mode)
+
+	stop       chan struct{} // closed when Close begins
+	readCtx    context.Context
+	readCancel context.CancelFunc
+	hardCtx    context.Context // handler base context, cancelled after ShutdownTimeout
+	hardCancel context.CancelFunc
+	stopAfter  func() bool
+
+	slots   chan struct{} // in-flight tokens: Concurrency + Buffer
+	work    []chan *delivery
+	acks    chan ackReq
+	ackStop chan struct{}
+	ackGone chan struct{}
+
+	loops   sync.WaitGroup // reader, claimer, retrier
+	workers sync.WaitGroup
+
+	heldMu sync.Mutex
+	held   map[string]map[string]struct{} // stream -> entry ids this consumer holds
+
+	retryMu   sync.Mutex
+	retries   []*delivery // sorted by due
+	retryWake chan struct{}
+
+	closeOnce sync.Once
+	closeErr  error
+	done      chan struct{}
+}
+
+type delivery struct {
+	stream string
+	id     string
+	values map[string]any
+	count  int64 // delivery count, from Redis
+	env    *eventbus.Envelope
+	decErr error
+	due    time.Time
+}
+
+type ackReq struct {
+	stream string
+	id     string
+	env    *eventbus.Envelope // nil when no hook should run
+}
+
+// Subscribe registers h as consumer group name (see eventbus.Subscriber):
+// every process that subscribes the same name competes for the entries of
+// the group, and each name gets every event once. The group is created
+// (MKSTREAM, at Config.StartID) when missing. The subscription first
+// re-reads this consumer's own pending entries, then new ones; it claims
+// entries other consumers left idle longer than MinIdle; failed entries are
+// redelivered with backoff and dead-lettered after MaxDeliveries.
+//
+// With a shared stream, entries of types the subscription does not name are
+// acknowledged without calling h. With StreamPerType, eventTypes is required.
+func (b *Bus) Subscribe(ctx context.Context, name string, h eventbus.Handler, eventTypes ...string) (eventbus.Subscription, error) {
+	return b.subscribe(ctx, name, h, false, eventTypes)
+}
+
+// SubscribeBroadcast delivers every matching event to h in this process,
+// whatever other processes do: each process reads the streams on its own
+// with plain XREAD from the moment it subscribed (no consumer group, so
+// nothing pins stream trimming when a process dies). Delivery is at most
+// once per process: a failed handler call is reported to Hooks.OnFail and
+// logged, not retried, and events published while the process was down are
+// not replayed. Events of one aggregate are handled in stream order. Use it
+// for live push (the WebSocket bridge), caches and other per-process views.
+func (b *Bus) SubscribeBroadcast(ctx context.Context, name string, h eventbus.Handler, eventTypes ...string) (eventbus.Subscription, error) {
+	return b.subscribe(ctx, name, h, true, eventTypes)
+}
+
+func (b *Bus) subscribe(ctx context.Context, name string, h eventbus.Handler, broadcast bool, eventTypes []string) (*subscription, error) {
+	if name == "" || strings.ContainsAny(name, " \r\n") {
+		return nil, fmt.Errorf("redisstream: subscription name %q must be non-empty without spaces", name)
+	}
+	if h == nil {
+		return nil, fmt.Errorf("redisstream: nil handler for %q", name)
+	}
+	for _, t := range eventTypes {
+		if _, err := eventbus.ParseSchemaVersion(t); err != nil {
+			return nil, err
+		}
+	}
+	if b.cfg.StreamPerType && len(eventTypes) == 0 {
+		return nil, fmt.Errorf("%w: subscription %q must name its event types when StreamPerType is set", ErrConfig, name)
+	}
+	if err := ctx.Err(); err != nil {
+		return nil, err
+	}
+	s := &subscription{
+		bus:       b,
+		name:      name,
+		broadcast: broadcast,
+		h:         h,
+		stop:      make(chan struct{}),
+		acks:      make(chan ackReq, b.cfg.Count+b.cfg.Concurrency),
+		ackStop:   make(chan struct{}),
+		ackGone:   make(chan struct{}),
+		held:      make(map[string]map[string]struct{}),
+		retryWake: make(chan struct{}, 1),
+		done:      make(chan struct{}),
+	}
+	if len(eventTypes) > 0 {
+		s.types = slices.Clone(eventTypes)
+		slices.Sort(s.types)
+		s.types = slices.Compact(s.types)
+	}
+	if b.cfg.StreamPerType {
+		for _, t := range s.types {
+			s.streams = append(s.streams, b.StreamFor(t))
+		}
+	} else {
+		s.streams = []string{b.cfg.Stream}
+	}
+	for _, st := range s.streams {
+		b.noteStream(st)
+	}
+	if !broadcast {
+		s.streams = append(s.streams, b.ReplayStream(name))
+	}
+
+	b.mu.Lock()
+	if b.closed {
+		b.mu.Unlock()
+		return nil, eventbus.ErrClosed
+	}
+	if !broadcast {
+		if b.names[name] {
+			b.mu.Unlock()
+			return nil, fmt.Errorf("%w: %q", eventbus.ErrDuplicateSubscription, name)
+		}
+		b.names[name] = true
+	}
+	b.subs[s] = struct{}{}
+	b.mu.Unlock()
+
+	if !broadcast {
+		cctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), b.cfg.WriteTimeout)
+		err := s.createGroups(cctx)
+		cancel()
+		if err != nil {
+			b.removeSub(s)
+			return nil, err
+		}
+	}
+	var startIDs []string
+	if broadcast {
+		var err error
+		if startIDs, err = s.lastIDs(ctx); err != nil {
+			b.removeSub(s)
+			return nil, err
+		}
+	}
+
+	s.readCtx, s.readCancel = context.WithCancel(context.Background())
+	s.hardCtx, s.hardCancel = context.WithCancel(context.Background())
+	s.slots = make(chan struct{}, b.cfg.Concurrency+b.cfg.Buffer)
+	nWork := 1
+	if b.cfg.OrderByAggregate || broadcast {
+		nWork = b.cfg.Concurrency
+	}
+	s.work = make([]chan *delivery, nWork)
+	for i := range s.work {
+		s.work[i] = make(chan *delivery, cap(s.slots))
+	}
+	for i := 0; i < b.cfg.Concurrency; i++ {
+		ch := s.work[i%nWork]
+		s.workers.Add(1)
+		go s.worker(ch)
+	}
+	if broadcast {
+		close(s.ackGone)
+		s.loops.Add(1)
+		go s.broadcastLoop(startIDs)
+	} else {
+		go s.acker()
+		s.loops.Add(3)
+		go s.readLoop()
+		go s.claimLoop()
+		go s.retryLoop()
+	}
+	s.stopAfter = context.AfterFunc(ctx, func() { _ = s.Close() })
+	return s, nil
+}
+
+// Name returns the subscription (consumer group) name.
+func (s *subscription) Name() string { return s.name }
+
+// Close stops reading, lets handlers in flight finish within
+// ShutdownTimeout, acknowledges what finished (on a detached, bounded
+// context) and leaves the rest pending. Entries read but not started stay
+// pending for this consumer (re-read first on the next Subscribe of the same
+// name) or for other consumers to claim after MinIdle. Idempotent.
+func (s *subscription) Close() error {
+	s.closeOnce.Do(func() {
+		defer close(s.done)
+		if s.stopAfter != nil {
+			s.stopAfter()
+		}
+		close(s.stop)
+		s.readCancel()
+		s.loops.Wait()
+		for _, ch := range s.work {
+			close(ch)
+		}
+		finished := make(chan struct{})
+		go func() { s.workers.Wait(); close(finished) }()
+		t := time.NewTimer(s.bus.cfg.ShutdownTimeout)
+		select {
+		case <-finished:
+		case <-t.C:
+			s.hardCancel()
+			grace := time.NewTimer(time.Second)
+			select {
+			case <-finished:
+			case <-grace.C:
+				s.closeErr = fmt.Errorf("%w: %q", ErrShutdownTimeout, s.name)
+			}
+			grace.Stop()
+		}
+		t.Stop()
+		s.hardCancel()
+		if !s.broadcast {
+			close(s.ackStop)
+			<-s.ackGone
+			ctx, cancel := context.WithTimeout(context.Background(), s.bus.cfg.WriteTimeout)
+			for _, st := range s.streams {
+				if _, err := deleteConsumerIfIdle(ctx, s.bus.rdb, st, s.name, s.bus.cfg.Consumer, 0); err != nil && !isNoGroup(err) {
+					s.bus.log.Debug("redisstream: delete consumer", "group", s.name, "stream", st, "err", err)
+				}
+			}
+			cancel()
+		}
+		s.bus.removeSub(s)
+	})
+	<-s.done
+	return s.closeErr
+}
+
+func (s *subscription) stopping() bool {
+	select {
+	case <-s.stop:
+		return true
+	default:
+		return false
+	}
+}
+
+// ---- groups ----
+
+func isNoGroup(err error) bool {
+	return err != nil && strings.HasPrefix(err.Error(), "NOGROUP")
+}
+
+func (s *subscription) createGroups(ctx context.Context) error {
+	for i, st := range s.streams {
+		start := s.bus.cfg.StartID
+		if !s.broadcast && i == len(s.streams)-1 {
+			start = "0" // the replay stream: everything replayed is for us
+		}
+		err := s.bus.rdb.XGroupCreateMkStream(ctx, st, s.name, start).Err()
+		if err != nil && !strings.HasPrefix(err.Error(), "BUSYGROUP") {
+			return fmt.Errorf("redisstream: create group %q on %s: %w", s.name, st, err)
+		}
+		if err == nil {
+			s.bus.counters.groupsMade.Add(1)
+		}
+	}
+	return nil
+}
+
+// ---- reading ----
+
+// acquire takes 1..n in-flight slots (blocking for the first); 0 when stopping.
+func (s *subscription) acquire(n int) int {
+	select {
+	case s.slots <- struct{}{}:
+	case <-s.stop:
+		return 0
+	}
+	got := 1
+	for got < n {
+		select {
+		case s.slots <- struct{}{}:
+			got++
+		default:
+			return got
+		}
+	}
+	return got
+}
+
+func (s *subscription) release(n int) {
+	for range n {
+		<-s.slots
+	}
+}
+
+// errorState rate-limits error handling: backoff per consecutive failure,
+// one log line per streak.
+type errorState struct {
+	fails  int
+	logged bool
+}
+
+func (s *subscription) onError(es *errorState, what string, err error) bool {
+	es.fails++
+	if !es.logged {
+		es.logged = true
+		s.bus.log.Warn("redisstream: "+what+" failed; retrying with backoff", "group", s.name, "err", err)
+	}
+	return sleepOrStop(s.bus.cfg.ReconnectBackoff.Delay(es.fails), s.stop)
+}
+
+func (s *subscription) onSuccess(es *errorState, what string) {
+	if es.logged {
+		s.bus.log.Info("redisstream: "+what+" recovered", "group", s.name, "failures", es.fails)
+	}
+	*es = errorState{}
+}
+
+// recreateGroups handles NOGROUP (Redis restarted without persistence, or
+// the stream was deleted): the groups are created again, with backoff.
+func (s *subscription) recreateGroups(es *errorState) bool {
+	if !es.logged {
+		s.bus.log.Warn("redisstream: consumer group missing (NOGROUP); re-creating it", "group", s.name)
+		es.logged = true
+	}
+	for {
+		ctx, cancel := context.WithTimeout(s.readCtx, s.bus.cfg.WriteTimeout)
+		err := s.createGroups(ctx)
+		cancel()
+		if err == nil {
+			return true
+		}
+		es.fails++
+		if !sleepOrStop(s.bus.cfg.ReconnectBackoff.Delay(es.fails), s.stop) {
+			return false
+		}
+	}
+}
+
+func (s *subscription) readLoop() {
+	defer s.loops.Done()
+	cfg := &s.bus.cfg
+	var es errorState
+	// Phase 1: this consumer's own pending entries, stream by stream.
+	for _, st := range s.streams {
+		cursor := "0"
+		for !s.stopping() {
+			n := s.acquire(cfg.Count)
+			if n == 0 {
+				return
+			}
+			res, err := s.bus.rdb.XReadGroup(s.readCtx, &redis.XReadGroupArgs{
+				Group: s.name, Consumer: cfg.Consumer, Streams: []string{st, cursor}, Count: int64(n), Block: -1,
+			}).Result()
+			if err != nil && !errors.Is(err, redis.Nil) {
+				s.release(n)
+				if isNoGroup(err) {
+					s.onError(&es, "read pending", err)
+					break // the group is gone, and with it our pending entries
+				}
+				if !s.onError(&es, "read pending", err) {
+					return
+				}
+				continue
+			}
+			s.onSuccess(&es, "read pending")
+			var msgs []redis.XMessage
+			if len(res) > 0 {
+				msgs = res[0].Messages
+			}
+			if len(msgs) == 0 {
+				s.release(n)
+				break
+			}
+			cursor = msgs[len(msgs)-1].ID
+			counts := s.pendingCounts(st, msgs)
+			s.dispatch(st, msgs, counts, 0, n)
+		}
+	}
+	// Phase 2: new entries.
+	args := &redis.XReadGroupArgs{Group: s.name, Consumer: cfg.Consumer, Block: cfg.Block}
+	for _, st := range s.streams {
+		args.Streams = append(args.Streams, st)
+	}
+	for range s.streams {
+		args.Streams = append(args.Streams, ">")
+	}
+	es = errorState{}
+	for !s.stopping() {
+		n := s.acquire(cfg.Count)
+		if n == 0 {
+			return
+		}
+		args.Count = int64(n)
+		res, err := s.bus.rdb.XReadGroup(s.readCtx, args).Result()
+		if err != nil && !errors.Is(err, redis.Nil) {
+			s.release(n)
+			if s.stopping() {
+				return
+			}
+			if isNoGroup(err) {
+				if !s.recreateGroups(&es) {
+					return
+				}
+				continue
+			}
+			if !s.onError(&es, "read", err) {
+				return
+			}
+			continue
+		}
+		s.onSuccess(&es, "read")
+		used := 0
+		for _, xs := range res {
+			if len(xs.Messages) == 0 {
+				continue
+			}
+			if s.stopping() {
+				break // read after Close began: stays pending for us
+			}
+			s.dispatch(xs.Stream, xs.Messages, nil, 1, len(xs.Messages))
+			used += len(xs.Messages)
+		}
+		if used < n {
+			s.release(n - used)
+		}
+	}
+}
+
+// pendingCounts returns the delivery counts of msgs in this consumer's PEL.
+func (s *subscription) pendingCounts(stream string, msgs []redis.XMessage) map[string]int64 {
+	if len(msgs) == 0 {
+		return nil
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), s.bus.cfg.WriteTimeout)
+	defer cancel()
+	lo, hi := msgs[0].ID, msgs[len(msgs)-1].ID
+	pend, err := s.bus.rdb.XPendingExt(ctx, &redis.XPendingExtArgs{
+		Stream: stream, Group: s.name, Start: lo, End: hi, Count: int64(len(msgs) + cap(s.slots) + 1000), Consumer: s.bus.cfg.Consumer,
+	}).Result()
+	if err != nil {
+		return nil
+	}
+	out := make(map[string]int64, len(pend))
+	for _, p := range pend {
+		out[p.ID] = p.RetryCount
+	}
+	return out
+}
+
+// dispatch hands msgs (for which n slots are held) to the workers. A count
+// from counts wins over def (0 = unknown, assume a redelivery).
+func (s *subscription) dispatch(stream string, msgs []redis.XMessage, counts map[string]int64, def int64, n int) {
+	s.hold(stream, msgs)
+	for i := range msgs {
+		m := &msgs[i]
+		d := &delivery{stream: stream, id: m.ID, values: m.Values, count: def}
+		if c, ok := counts[m.ID]; ok {
+			d.count = c
+		}
+		if d.count <= 0 {
+			d.count = 2
+		}
+		s.route(d)
+	}
+	if len(msgs) < n {
+		s.release(n - len(msgs))
+	}
+}
+
+func (s *subscription) route(d *delivery) {
+	idx := 0
+	if len(s.work) > 1 {
+		if d.env == nil && d.decErr == nil && d.values != nil {
+			env, err := decodeEntry(d.id, d.values)
+			d.env, d.decErr = &env, err
+		}
+		if d.env != nil && d.decErr == nil {
+			h := fnv.New32a()
+			_, _ = h.Write([]byte(d.env.AggregateType))
+			_, _ = h.Write([]byte{0})
+			_, _ = h.Write([]byte(d.env.AggregateID))
+			idx = int(h.Sum32() % uint32(len(s.work)))
+		}
+	}
+	s.work[idx] <- d // never blocks: capacity equals the slot count
+}
+
+func (s *subscription) hold(stream string, msgs []redis.XMessage) {
+	if s.broadcast {
+		return
+	}
+	s.heldMu.Lock()
+	m := s.held[stream]
+	if m == nil {
+		m = make(map[string]struct{})
+		s.held[stream] = m
+	}
+	for i := range msgs {
+		m[msgs[i].ID] = struct{}{}
+	}
+	s.heldMu.Unlock()
+}
+
+// notHeld drops entries this consumer already holds (possible only when
+// heartbeats failed for longer than MinIdle) so one process never runs an
+// entry twice at once.
+func (s *subscription) notHeld(stream string, msgs []redis.XMessage) []redis.XMessage {
+	s.heldMu.Lock()
+	defer s.heldMu.Unlock()
+	m := s.held[stream]
+	if len(m) == 0 {
+		return msgs
+	}
+	out := msgs[:0]
+	for _, x := range msgs {
+		if _, ok := m[x.ID]; !ok {
+			out = append(out, x)
+		}
+	}
+	return out
+}
+
+func (s *subscription) unhold(stream, id string) {
+	s.heldMu.Lock()
+	delete(s.held[stream], id)
+	s.heldMu.Unlock()
+}
+
+// ---- handling ----
+
+func (s *subscription) worker(ch chan *delivery) {
+	defer s.workers.Done()
+	for d := range ch {
+		if s.stopping() {
+			// Not started: leave it pending.
+			s.release(1)
+			continue
+		}
+		s.process(d)
+		s.release(1)
+	}
+}
+
+func (s *subscription) wants(typ string) bool {
+	if s.types == nil {
+		return true
+	}
+	_, ok := slices.BinarySearch(s.types, typ)
+	return ok
+}
+
+func (s *subscription) process(d *delivery) {
+	b := s.bus
+	if d.values == nil {
+		// The entry was deleted or trimmed while pending.
+		b.counters.lostEntries.Add(1)
+		b.log.Warn("redisstream: pending entry no longer exists; counted as lost", "group", s.name, "stream", d.stream, "entry", d.id)
+		s.ack(d, nil)
+		return
+	}
+	if s.types != nil && !s.wants(entryType(d.values)) {
+		if _, hasType := d.values[FieldType]; hasType {
+			b.counters.skipped.Add(1)
+			s.ack(d, nil)
+			return
+		}
+	}
+	if d.env == nil && d.decErr == nil {
+		env, err := decodeEntry(d.id, d.values)
+		d.env, d.decErr = &env, err
+	}
+	if d.decErr != nil {
+		if s.broadcast {
+			b.log.Warn("redisstream: skipping malformed entry", "subscription", s.name, "entry", d.id, "err", d.decErr)
+			return
+		}
+		s.deadLetter(d, deadletter.ReasonMalformed, d.decErr)
+		return
+	}
+	env := d.env
+	if !s.broadcast && d.count > int64(b.cfg.MaxDeliveries) {
+		// Out of deliveries already (e.g. an earlier dead-letter write failed).
+		s.deadLetter(d, deadletter.ReasonMaxDeliveries, fmt.Errorf("delivered %d times, limit %d", d.count, b.cfg.MaxDeliveries))
+		return
+	}
+	b.counters.delivered.Add(1)
+	err := s.invoke(env)
+	if err == nil {
+		if s.broadcast {
+			b.cfg.Hooks.Ack(s.hardCtx, s.name, *env)
+			return
+		}
+		s.ack(d, env)
+		return
+	}
+	b.counters.failed.Add(1)
+	b.cfg.Hooks.Fail(s.hardCtx, s.name, *env, err)
+	if s.broadcast {
+		b.log.Warn("redisstream: broadcast handler failed", "subscription", s.name, "event_type", env.EventType, "event_id", env.EventID, "err", err)
+		return
+	}
+	switch {
+	case eventbus.IsPermanent(err):
+		s.deadLetter(d, deadletter.ReasonPermanent, err)
+	case d.count >= int64(b.cfg.MaxDeliveries):
+		s.deadLetter(d, deadletter.ReasonMaxDeliveries, err)
+	default:
+		delay := b.cfg.Retry.Delay(int(d.count))
+		b.cfg.Hooks.Retry(s.hardCtx, s.name, *env, int(d.count), delay, err)
+		s.scheduleRetry(d, delay)
+	}
+}
+
+func (s *subscription) invoke(env *eventbus.Envelope) (err error) {
+	ctx := eventbus.ContextWithEvent(s.hardCtx, env)
+	ctx, cancel := context.WithTimeoutCause(ctx, s.bus.cfg.HandlerTimeout, eventbus.ErrHandlerTimeout)
+	defer cancel()
+	defer func() {
+		if r := recover(); r != nil {
+			err = &eventbus.PanicError{Value: r, Stack: debug.Stack()}
+		}
+	}()
+	s.bus.cfg.Hooks.Deliver(ctx, s.name, *env)
+	err = s.h.Handle(ctx, *env)
+	if err != nil && context.Cause(ctx) == eventbus.ErrHandlerTimeout {
+		err = fmt.Errorf("%w after %s: %w", eventbus.ErrHandlerTimeout, s.bus.cfg.HandlerTimeout, err)
+	}
+	return err
+}
+
+// deadLetter writes the record and only then acknowledges the entry; when
+// the write fails the entry stays pending and is retried later.
+func (s *subscription) deadLetter(d *delivery, reason string, cause error) {
+	b := s.bus
+	now := time.Now().UTC()
+	rec := deadletter.Record{
+		Handler:       s.name,
+		Source:        d.stream,
+		SourceID:      d.id,
+		Reason:        reason,
+		Attempts:      int(d.count),
+		LastError:     errorText(cause),
+		FirstFailedAt: now,
+		LastFailedAt:  now,
+		Status:        deadletter.StatusDead,
+	}
+	if d.decErr == nil && d.env != nil {
+		rec.Envelope = d.env
+		rec.EventID = d.env.EventID.String()
+		rec.EventType = d.env.EventType
+	} else {
+		rec.Raw = rawFields(d.values)
+		rec.EventID, _ = d.values[FieldID].(string)
+		rec.EventType = entryType(d.values)
+	}
+	if rec.EventID != "" {
+		rec.ID = deadletter.RecordID(s.name, rec.EventID)
+	} else {
+		rec.ID = deadletter.RecordID(s.name, d.stream+"@"+d.id)
+	}
+	var err error
+	if b.cfg.DeadLetters == nil {
+		err = errors.New("no dead-letter store configured")
+	} else {
+		ctx, cancel := context.WithTimeout(context.Background(), b.cfg.WriteTimeout)
+		err = b.cfg.DeadLetters.Put(ctx, rec)
+		cancel()
+	}
+	if err != nil {
+		b.log.Error("redisstream: dead-letter write failed; entry stays pending", "group", s.name, "event_type", rec.EventType, "event_id", rec.EventID, "entry", d.id, "err", err)
+		s.scheduleRetry(d, b.cfg.Retry.Delay(int(d.count)))
+		return
+	}
+	b.counters.deadLettered.Add(1)
+	b.log.Warn("redisstream: event dead-lettered", "group", s.name, "event_type", rec.EventType, "event_id", rec.EventID, "reason", reason, "attempts", rec.Attempts)
+	if d.env != nil && d.decErr == nil {
+		b.cfg.Hooks.DeadLetter(s.hardCtx, s.name, *d.env, cause)
+	}
+	s.ack(d, nil)
+}
+
+// errorText is the error message without payload content, stack included
+// for panics.
+func errorText(err error) string {
+	var pe *eventbus.PanicError
+	if errors.As(err, &pe) {
+		return err.Error() + "\n" + string(pe.Stack)
+	}
+	return err.Error()
+}
+
+func (s *subscription) ack(d *delivery, env *eventbus.Envelope) {
+	select {
+	case s.acks <- ackReq{stream: d.stream, id: d.id, env: env}:
+	case <-s.ackGone:
+	}
+}
+
+// ---- acknowledging ----
+
+func (s *subscription) acker() {
+	defer close(s.ackGone)
+	var batch []ackReq
+	for {
+		select {
+		case r := <-s.acks:
+			batch = append(batch[:0], r)
+		case <-s.ackStop:
+			for {
+				select {
+				case r := <-s.acks:
+					batch = append(batch, r)
+					continue
+				default:
+				}
+				break
+			}
+			if len(batch) > 0 {
+				s.flushAcks(batch)
+			}
+			return
+		}
+	drain:
+		for len(batch) < 10*s.bus.cfg.Count {
+			select {
+			case r := <-s.acks:
+				batch = append(batch, r)
+			default:
+				break drain
+			}
+		}
+		s.flushAcks(batch)
+		batch = batch[:0]
+	}
+}
+
+// flushAcks sends one XACK per stream, retrying on a detached context with
+// backoff for a bounded time; an ack that never lands leaves the entry
+// pending (it is redelivered: at least once, never lost).
+func (s *subscription) flushAcks(batch []ackReq) {
+	b := s.bus
+	byStream := make(map[string][]string, 1)
+	for _, r := range batch {
+		byStream[r.stream] = append(byStream[r.stream], r.id)
+	}
+	deadline := time.Now().Add(max(3*b.cfg.WriteTimeout, 10*time.Second))
+	var es errorState
+	for st, ids := range byStream {
+		for {
+			ctx, cancel := context.WithTimeout(context.Background(), b.cfg.WriteTimeout)
+			err := b.rdb.XAck(ctx, st, s.name, ids...).Err()
+			cancel()
+			if err == nil || isNoGroup(err) {
+				break
+			}
+			es.fails++
+			if !es.logged {
+				es.logged = true
+				b.log.Warn("redisstream: ack failed; retrying", "group", s.name, "entries", len(ids), "err", err)
+			}
+			if time.Now().After(deadline) {
+				b.log.Error("redisstream: ack abandoned; entries stay pending and will be redelivered", "group", s.name, "entries", len(ids), "err", err)
+				ids = nil
+				break
+			}
+			time.Sleep(b.cfg.ReconnectBackoff.Delay(es.fails))
+		}
+		if ids == nil {
+			delete(byStream, st)
+		}
+	}
+	for _, r := range batch {
+		if _, ok := byStream[r.stream]; !ok {
+			continue
+		}
+		s.unhold(r.stream, r.id)
+		b.counters.acked.Add(1)
+		if r.env != nil {
+			b.cfg.Hooks.Ack(s.hardCtx, s.name, *r.env)
+		}
+	}
+}
+
+// ---- retries ----
+
+func (s *subscription) scheduleRetry(d *delivery, delay time.Duration) {
+	if s.stopping() {
+		return // stays pending
+	}
+	d.due = time.Now().Add(delay)
+	d.env, d.decErr, d.values = nil, nil, nil
+	s.retryMu.Lock()
+	i := sort.Search(len(s.retries), func(i int) bool { return s.retries[i].due.After(d.due) })
+	s.retries = slices.Insert(s.retries, i, d)
+	s.retryMu.Unlock()
+	select {
+	case s.retryWake <- struct{}{}:
+	default:
+	}
+}
+
+// retryLoop re-claims failed entries when their backoff ends. XCLAIM (not
+// JUSTID) increments the delivery count in Redis, so the count survives a
+// crash, and returns the entry's fields; a missing entry was deleted.
+func (s *subscription) retryLoop() {
+	defer s.loops.Done()
+	var es errorState
+	for {
+		s.retryMu.Lock()
+		var wait time.Duration = time.Hour
+		var due []*delivery
+		now := time.Now()
+		for len(s.retries) > 0 && !s.retries[0].due.After(now) && len(due) < s.bus.cfg.Count {
+			due = append(due, s.retries[0])
+			s.retries = s.retries[1:]
+		}
+		if len(s.retries) > 0 {
+			wait = time.Until(s.retries[0].due)
+		}
+		s.retryMu.Unlock()
+		if len(due) == 0 {
+			t := time.NewTimer(wait)
+			select {
+			case <-t.C:
+			case <-s.retryWake:
+			case <-s.stop:
+				t.Stop()
+				return
+			}
+			t.Stop()
+			continue
+		}
+		byStream := map[string][]*delivery{}
+		for _, d := range due {
+			byStream[d.stream] = append(byStream[d.stream], d)
+		}
+		for st, ds := range byStream {
+			ids := make([]string, len(ds))
+			for i, d := range ds {
+				ids[i] = d.id
+			}
+			n := s.acquire(len(ds))
+			if n == 0 {
+				return
+			}
+			if n < len(ds) { // take the rest next round
+				s.retryMu.Lock()
+				for _, d := range ds[n:] {
+					d.due = time.Now()
+				}
+				s.retries = append(slices.Clone(ds[n:]), s.retries...)
+				s.retryMu.Unlock()
+				ds, ids = ds[:n], ids[:n]
+			}
+			ctx, cancel := context.WithTimeout(context.Background(), s.bus.cfg.WriteTimeout)
+			msgs, err := s.bus.rdb.XClaim(ctx, &redis.XClaimArgs{Stream: st, Group: s.name, Consumer: s.bus.cfg.Consumer, MinIdle: 0, Messages: ids}).Result()
+			cancel()
+			if err != nil && !errors.Is(err, redis.Nil) {
+				s.release(n)
+				s.retryMu.Lock()
+				s.retries = append(slices.Clone(ds), s.retries...)
+				s.retryMu.Unlock()
+				if isNoGroup(err) {
+					s.retryMu.Lock()
+					s.retries = s.retries[len(ds):] // the group and its PEL are gone
+					s.retryMu.Unlock()
+					continue
+				}
+				if !s.onError(&es, "retry claim", err) {
+					return
+				}
+				continue
+			}
+			s.onSuccess(&es, "retry claim")
+			got := make(map[string]bool, len(msgs))
+			counts := make(map[string]int64, len(msgs))
+			for _, m := range msgs {
+				got[m.ID] = true
+			}
+			for _, d := range ds {
+				counts[d.id] = d.count + 1
+				if !got[d.id] {
+					// Deleted or trimmed while pending (Redis 7 drops it from the PEL).
+					s.unhold(st, d.id)
+					s.bus.counters.lostEntries.Add(1)
+				}
+			}
+			s.dispatch(st, msgs, counts, 2, n)
+		}
+	}
+}
+
+// ---- claiming idle entries, keeping our own claimed ----
+
+func (s *subscription) claimLoop() {
+	defer s.loops.Done()
+	cfg := &s.bus.cfg
+	claimT := time.NewTicker(cfg.ClaimInterval)
+	defer claimT.Stop()
+	beat := time.NewTicker(max(cfg.MinIdle/4, 10*time.Millisecond))
+	defer beat.Stop()
+	var es errorState
+	s.claimOnce(&es)
+	for {
+		select {
+		case <-s.stop:
+			return
+		case <-claimT.C:
+			s.claimOnce(&es)
+			if cfg.ConsumerIdleTTL > 0 {
+				s.cleanupConsumers()
+			}
+		case <-beat.C:
+			s.heartbeat()
+		}
+	}
+}
+
+// heartbeat resets the idle time of every entry this consumer holds (read
+// and not yet acknowledged, or waiting for a retry), so no other consumer
+// claims them while they wait in the buffer or run.
+func (s *subscription) heartbeat() {
+	s.heldMu.Lock()
+	var streams []string
+	var idss [][]string
+	for st, m := range s.held {
+		if len(m) == 0 {
+			continue
+		}
+		ids := make([]string, 0, len(m))
+		for id := range m {
+			ids = append(ids, id)
+		}
+		streams = append(streams, st)
+		idss = append(idss, ids)
+	}
+	s.heldMu.Unlock()
+	if len(streams) == 0 {
+		return
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), s.bus.cfg.WriteTimeout)
+	defer cancel()
+	pipe := s.bus.rdb.Pipeline()
+	for i, st := range streams {
+		for ids := idss[i]; len(ids) > 0; {
+			n := min(len(ids), 500)
+			pipe.XClaimJustID(ctx, &redis.XClaimArgs{Stream: st, Group: s.name, Consumer: s.bus.cfg.Consumer, MinIdle: 0, Messages: ids[:n]})
+			ids = ids[n:]
+		}
+	}
+	if _, err := pipe.Exec(ctx); err != nil && !errors.Is(err, redis.Nil) {
+		s.bus.log.Debug("redisstream: heartbeat failed", "group", s.name, "err", err)
+	}
+}
+
+func (s *subscription) claimOnce(es *errorState) {
+	cfg := &s.bus.cfg
+	for _, st := range s.streams {
+		cursor := "0-0"
+		for !s.stopping() {
+			n := s.acquire(cfg.Count)
+			if n == 0 {
+				return
+			}
+			ctx, cancel := context.WithTimeout(context.Background(), cfg.WriteTimeout)
+			msgs, next, deleted, err := s.bus.rdb.XAutoClaimWithDeleted(ctx, &redis.XAutoClaimArgs{
+				Stream: st, Group: s.name, Consumer: cfg.Consumer, MinIdle: cfg.MinIdle, Start: cursor, Count: int64(n),
+			}).Result()
+			cancel()
+			if err != nil && !errors.Is(err, redis.Nil) {
+				s.release(n)
+				if isNoGroup(err) {
+					break // the reader re-creates groups
+				}
+				s.onError(es, "claim", err)
+				return
+			}
+			s.onSuccess(es, "claim")
+			if len(deleted) > 0 {
+				s.bus.counters.lostEntries.Add(int64(len(deleted)))
+				s.bus.log.Warn("redisstream: pending entries were deleted or trimmed; counted as lost", "group", s.name, "stream", st, "count", len(deleted))
+			}
+			msgs = s.notHeld(st, msgs)
+			var counts map[string]int64
+			if len(msgs) > 0 {
+				counts = s.pendingCounts(st, msgs)
+				s.bus.log.Info("redisstream: claimed idle entries", "group", s.name, "stream", st, "count", len(msgs))
+			}
+			s.dispatch(st, msgs, counts, 2, n)
+			if next == "0-0" || next == "" {
+				break
+			}
+			cursor = next
+		}
+	}
+}
+
+// deleteConsumerScript deletes a consumer only if it holds no pending entry
+// and has been idle at least ARGV[2] ms, atomically (a check followed by a
+// separate XGROUP DELCONSUMER could drop an entry read in between).
+var deleteConsumerScript = redis.NewScript(`
+local ok, info = pcall(redis.call, 'XINFO', 'CONSUMERS', KEYS[1], ARGV[1])
+if not ok then return redis.error_reply(info.err or tostring(info)) end
+for _, c in ipairs(info) do
+  local name, pending, idle
+  for i = 1, #c, 2 do
+    if c[i] == 'name' then name = c[i+1]
+    elseif c[i] == 'pending' then pending = c[i+1]
+    elseif c[i] == 'idle' then idle = c[i+1] end
+  end
+  if name == ARGV[3] then
+    if pending == 0 and idle >= tonumber(ARGV[2]) then
+      redis.call('XGROUP', 'DELCONSUMER', KEYS[1], ARGV[1], name)
+      return 1
+    end
+    return 0
+  end
+end
+return -1
+`)
+
+// deleteConsumerIfIdle deletes consumer from group on stream when it has no
+// pending entries and has been idle for minIdle; 1 = deleted, 0 = kept,
+// -1 = no such consumer.
+func deleteConsumerIfIdle(ctx context.Context, rdb redis.UniversalClient, stream, group, consumer string, minIdle time.Duration) (int64, error) {
+	return deleteConsumerScript.Run(ctx, rdb, []string{stream}, group, minIdle.Milliseconds(), consumer).Int64()
+}
+
+// cleanupConsumers deletes other consumers that are idle and hold nothing.
+func (s *subscription) cleanupConsumers() {
+	ctx, cancel := context.WithTimeout(context.Background(), s.bus.cfg.WriteTimeout)
+	defer cancel()
+	for _, st := range s.streams {
+		cs, err := s.bus.rdb.XInfoConsumers(ctx, st, s.name).Result()
+		if err != nil {
+			continue
+		}
+		for _, c := range cs {
+			if c.Name == s.bus.cfg.Consumer || c.Pending != 0 || c.Idle < s.bus.cfg.ConsumerIdleTTL {
+				continue
+			}
+			if n, err := deleteConsumerIfIdle(ctx, s.bus.rdb, st, s.name, c.Name, s.bus.cfg.ConsumerIdleTTL); err == nil && n == 1 {
+				s.bus.log.Info("redisstream: deleted idle consumer with no pending entries", "group", s.name, "stream", st, "consumer", c.Name)
+			}
+		}
+	}
+}
+
+// ---- broadcast ----
+
+func (s *subscription) lastIDs(ctx context.Context) ([]string, error) {
+	ids := make([]string, len(s.streams))
+	for i, st := range s.streams {
+		msgs, err := s.bus.rdb.XRevRangeN(ctx, st, "+", "-", 1).Result()
+		if err != nil {
+			return nil, fmt.Errorf("redisstream: broadcast start of %s: %w", st, err)
+		}
+		ids[i] = "0-0"
+		if len(msgs) > 0 {
+			ids[i] = msgs[0].ID
+		}
+	}
+	return ids, nil
+}
+
+func (s *subscription) broadcastLoop(last []string) {
+	defer s.loops.Done()
+	cfg := &s.bus.cfg
+	var es errorState
+	args := &redis.XReadArgs{Block: cfg.Block, Streams: make([]string, 2*len(s.streams))}
+	idx := make(map[string]int, len(s.streams))
+	for i, st := range s.streams {
+		idx[st] = i
+	}
+	for !s.stopping() {
+		n := s.acquire(cfg.Count)
+		if n == 0 {
+			return
+		}
+		copy(args.Streams, s.streams)
+		copy(args.Streams[len(s.streams):], last)
+		args.Count = int64(n)
+		res, err := s.bus.rdb.XRead(s.readCtx, args).Result()
+		if err != nil && !errors.Is(err, redis.Nil) {
+			s.release(n)
+			if s.stopping() || !s.onError(&es, "broadcast read", err) {
+				return
+			}
+			continue
+		}
+		s.onSuccess(&es, "broadcast read")
+		used := 0
+		for _, xs := range res {
+			if len(xs.Messages) == 0 {
+				continue
+			}
+			last[idx[xs.Stream]] = xs.Messages[len(xs.Messages)-1].ID
+			if s.stopping() {
+				break
+			}
+			s.dispatch(xs.Stream, xs.Messages, nil, 1, len(xs.Messages))
+			used += len(xs.Messages)
+		}
+		if used < n {
+			s.release(n - used)
+		}
+	}
+}
