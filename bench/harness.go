@@ -342,3 +342,5 @@ var ErrCaseSkipped = errors.New("bench: case skipped")
 func Skip(format string, args ...any) error {
 	return fmt.Errorf("%w: %s", ErrCaseSkipped, fmt.Sprintf(format, args...))
 }
+
+func itoa(n int) string { return strconv.Itoa(n) }

@@ -6,6 +6,7 @@ import (
 	"math"
 	"runtime"
 	"slices"
+	"testing"
 	"time"
 )
 
@@ -155,16 +156,30 @@ func CompareAllocs(id, name string, ours, peer Series, t Target) Result {
 		pa[i] = s.AllocsPerOp
 	}
 	return Result{
-		ID:     id,
-		Name:   name,
-		Unit:   "allocs/msg",
-		Ours:   Median(oa),
-		Peer:   Median(pa),
-		Ratio:  MedianRatio(oa, pa),
-		Target: t,
-		Rounds: len(ours.Samples),
+		ID:       id,
+		Name:     name,
+		Unit:     "allocs/msg",
+		Ours:     Median(oa),
+		Peer:     Median(pa),
+		Ratio:    MedianRatio(oa, pa),
+		Target:   t,
+		Rounds:   len(ours.Samples),
+		Failures: append(ours.Failures(), peer.Failures()...),
 	}
 }
+
+// Map returns a copy of s with every sample's Value replaced by f(Value),
+// for example to turn ns/msg into msg/s.
+func (s Series) Map(f func(float64) float64) Series {
+	out := Series{Name: s.Name, Samples: slices.Clone(s.Samples)}
+	for i := range out.Samples {
+		out.Samples[i].Value = f(out.Samples[i].Value)
+	}
+	return out
+}
+
+// PerSecond converts ns per message into messages per second.
+func PerSecond(nsPerMsg float64) float64 { return 1e9 / nsPerMsg }
 
 // Only builds a row with no peer (an absolute figure such as allocs per
 // publish).
@@ -199,4 +214,88 @@ func NsPerOp(n int, d time.Duration) float64 {
 		return math.NaN()
 	}
 	return float64(d.Nanoseconds()) / float64(n)
+}
+
+// Metric says how Measure turns a timed run into a figure.
+type Metric int
+
+const (
+	// MsgPerSec reports messages per second (higher is better).
+	MsgPerSec Metric = iota + 1
+	// NsPerMsg reports nanoseconds per message (lower is better).
+	NsPerMsg
+)
+
+// Unit is the table unit of m.
+func (m Metric) Unit() string {
+	if m == NsPerMsg {
+		return "ns/msg"
+	}
+	return "msg/s"
+}
+
+// Trial is one prepared run of one contender: Setup work (subscribing,
+// starting consumers) is done before it is returned; only Run is timed.
+type Trial struct {
+	// Run publishes the trial's messages and returns once every one has been
+	// delivered (or ctx is done: then it returns an error).
+	Run func(ctx context.Context) error
+	// Tally is checked after Run.
+	Tally *Tally
+	// Close stops everything the trial started. Optional.
+	Close func()
+}
+
+// SetupFunc prepares a trial of n messages.
+type SetupFunc func(ctx context.Context, n int) (*Trial, error)
+
+// Measure makes a contender that, per round, sets up a trial of n
+// messages, times its Run (with allocation counting) and checks its tally.
+func Measure(name string, n int, m Metric, setup SetupFunc) Contender {
+	return Contender{Name: name, Run: func(ctx context.Context) (Sample, error) {
+		tr, err := setup(ctx, n)
+		if err != nil {
+			return Sample{}, fmt.Errorf("setup: %w", err)
+		}
+		if tr.Close != nil {
+			defer tr.Close()
+		}
+		d, allocs, err := Timed(func() error { return tr.Run(ctx) })
+		if err != nil {
+			return Sample{}, err
+		}
+		s := Sample{AllocsPerOp: float64(allocs) / float64(n), Check: tr.Tally.Check()}
+		if m == NsPerMsg {
+			s.Value = NsPerOp(n, d)
+		} else {
+			s.Value = Rate(n, d)
+		}
+		return s, nil
+	}}
+}
+
+// BenchTrial runs setup's trial as a testing benchmark of b.N messages, so
+// `go test -bench -benchmem` reports ns/op and allocs/op per message. It
+// fails the benchmark when the tally is incorrect.
+func BenchTrial(b *testing.B, setup SetupFunc) {
+	b.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), DefaultRunTimeout)
+	defer cancel()
+	tr, err := setup(ctx, b.N)
+	if err != nil {
+		b.Fatal(err)
+	}
+	if tr.Close != nil {
+		defer tr.Close()
+	}
+	b.ReportAllocs()
+	b.ResetTimer()
+	err = tr.Run(ctx)
+	b.StopTimer()
+	if err != nil {
+		b.Fatal(err)
+	}
+	if err := tr.Tally.Check().Err(); err != nil {
+		b.Fatal(err)
+	}
 }

@@ -100,9 +100,9 @@ func WriteTable(w io.Writer, cfg Config, rep Report) {
 	}
 	fmt.Fprintln(w)
 
-	tw := tabwriter.NewWriter(w, 0, 0, 1, ' ', tabwriter.Debug)
-	fmt.Fprintln(tw, " benchmark\t ours\t peer\t ratio\t target\t holds?\t")
-	fmt.Fprintln(tw, " ---------\t ----\t ----\t -----\t ------\t ------\t")
+	tw := tabwriter.NewWriter(w, 0, 0, 1, ' ', 0)
+	fmt.Fprintln(tw, "| benchmark\t| ours\t| peer\t| ratio\t| target\t| holds?\t|")
+	fmt.Fprintln(tw, "|---\t|---\t|---\t|---\t|---\t|---\t|")
 	for _, r := range rep.Results {
 		holds := "-"
 		if h, ok := r.Holds(cfg.Mode); ok {
@@ -114,7 +114,7 @@ func WriteTable(w io.Writer, cfg Config, rep Report) {
 		if len(r.Failures) > 0 {
 			holds = "INCORRECT"
 		}
-		fmt.Fprintf(tw, " %s %s\t %s\t %s\t %s\t %s\t %s\t\n",
+		fmt.Fprintf(tw, "| %s %s\t| %s\t| %s\t| %s\t| %s\t| %s\t|\n",
 			r.ID, r.Name, withUnit(r.Ours, r.Unit), withUnit(r.Peer, r.Unit), formatRatio(r.Ratio), targetCell(r, cfg.Mode), holds)
 	}
 	tw.Flush()
