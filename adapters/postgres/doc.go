@@ -1,0 +1,35 @@
+// Package postgres is eventkit's PostgreSQL adapter (pgx/v5): the
+// transactional outbox (Outbox: writer, relay store, LISTEN/NOTIFY wake-up,
+// cleanup store), the unit of work that writes raised events in the
+// business transaction (UnitOfWork), the processed-events store behind
+// idempotent handlers (ProcessedEventStore), and the embedded migrations
+// (Migrate).
+//
+// # Schema
+//
+// Migrate creates two tables in the configured schema (OutboxConfig.Schema,
+// default: the search_path) and records applied versions in
+// eventkit_migrations; it holds an advisory lock, so processes starting at
+// once are safe. The same SQL ships as plain files (Migrations) for other
+// migration tools: run them with search_path set to the target schema.
+//
+//   - outbox: one row per event; payload is stored as json (not jsonb) so it
+//     comes back byte for byte. Rows stay after publishing (published_at set)
+//     until the cleanup's retention expires, so they can be inspected and
+//     replayed.
+//   - processed_events: one marker per (handler_name, event_id).
+//
+// # Guarantees
+//
+// A row written with Write (or by a UnitOfWork) exists if and only if the
+// business transaction commits. The relay (outbox.Relay over Outbox) claims
+// rows with FOR UPDATE SKIP LOCKED plus one transaction-scoped advisory lock
+// per aggregate, so several relays share the work while each aggregate's
+// rows are published in insertion order; the claim is held for the length of
+// one publish, and a relay that dies releases it with its connection (its
+// published-but-unmarked rows are published again: at least once). The
+// pg_notify sent by Write carries no payload and, by PostgreSQL semantics,
+// is delivered only if the transaction commits. The idempotent handler
+// (ProcessedEventStore) commits its marker, its own writes and the events it
+// raises in one transaction.
+package postgres

@@ -1,0 +1,507 @@
+package postgres
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"log/slog"
+	"strings"
+	"time"
+
+	"github.com/choicesherpa/eventkit/eventbus"
+	"github.com/choicesherpa/eventkit/outbox"
+	"github.com/jackc/pgx/v5"
+	"github.com/jackc/pgx/v5/pgxpool"
+)
+
+// Defaults of OutboxConfig.
+const (
+	DefaultOutboxTable     = "outbox"
+	DefaultProcessedTable  = "processed_events"
+	DefaultNotifyChannel   = "eventkit_outbox"
+	DefaultCleanupLockWait = 5 * time.Second
+)
+
+// OutboxConfig configures an Outbox.
+type OutboxConfig struct {
+	// Schema holds the table. Defaults to "" (unqualified: the connection's
+	// search_path decides).
+	Schema string
+	// Table is the outbox table. Defaults to DefaultOutboxTable.
+	Table string
+	// NotifyChannel is the channel Write notifies (pg_notify, empty payload)
+	// and the relay listens on. Defaults to DefaultNotifyChannel; set
+	// DisableNotify to send and listen to nothing.
+	NotifyChannel string
+	// DisableNotify turns the wake-up off (needed behind a
+	// transaction-pooling PgBouncer). Defaults to false.
+	DisableNotify bool
+	// LockTimeout bounds how long a cleanup DELETE waits for row locks
+	// (SET LOCAL lock_timeout). Defaults to DefaultCleanupLockWait.
+	LockTimeout time.Duration
+	// ListenBackoff spaces reconnections of the LISTEN connection. Defaults
+	// to eventbus.Backoff{Initial: 100ms, Max: 5s}.
+	ListenBackoff eventbus.Backoff
+	// Logger logs listener reconnections. Defaults to slog.Default().
+	Logger *slog.Logger
+}
+
+// Outbox is the PostgreSQL outbox: the Writer applications call inside
+// their transactions, and the Store (plus wake-up source and cleanup store)
+// the relay and the cleanup job use. It is safe for concurrent use.
+type Outbox struct {
+	pool    *pgxpool.Pool
+	cfg     OutboxConfig
+	table   string // sanitized, possibly schema-qualified
+	lockKey int32  // hashtext of the qualified table name
+	log     *slog.Logger
+
+	insertSQL, insertNotifySQL string
+}
+
+var (
+	_ outbox.Writer[pgx.Tx] = (*Outbox)(nil)
+	_ outbox.Store          = (*Outbox)(nil)
+	_ outbox.WakeSource     = (*Outbox)(nil)
+	_ outbox.CleanupStore   = (*Outbox)(nil)
+)
+
+// NewOutbox returns the outbox over pool (migrated with Migrate); cfg may be
+// nil. It does not touch the database.
+func NewOutbox(pool *pgxpool.Pool, cfg *OutboxConfig) (*Outbox, error) {
+	if pool == nil {
+		return nil, fmt.Errorf("%w: nil pool", outbox.ErrConfig)
+	}
+	var c OutboxConfig
+	if cfg != nil {
+		c = *cfg
+	}
+	if c.Table == "" {
+		c.Table = DefaultOutboxTable
+	}
+	if c.NotifyChannel == "" {
+		c.NotifyChannel = DefaultNotifyChannel
+	}
+	if len(c.NotifyChannel) > 63 {
+		return nil, fmt.Errorf("%w: notify channel longer than 63 bytes", outbox.ErrConfig)
+	}
+	if c.LockTimeout < 0 {
+		return nil, fmt.Errorf("%w: negative LockTimeout", outbox.ErrConfig)
+	}
+	if c.LockTimeout == 0 {
+		c.LockTimeout = DefaultCleanupLockWait
+	}
+	if c.ListenBackoff == (eventbus.Backoff{}) {
+		c.ListenBackoff = eventbus.Backoff{Initial: 100 * time.Millisecond, Max: 5 * time.Second}
+	}
+	log := c.Logger
+	if log == nil {
+		log = slog.Default()
+	}
+	o := &Outbox{pool: pool, cfg: c, table: qualify(c.Schema, c.Table), log: log}
+	o.lockKey = hashKey(c.Schema + "." + c.Table)
+	o.insertSQL = `INSERT INTO ` + o.table + ` (event_id, event_type, schema_version, aggregate_type, aggregate_id, payload, metadata, occurred_at)
+SELECT u.event_id, u.event_type, u.schema_version, u.aggregate_type, u.aggregate_id, u.payload, u.metadata, u.occurred_at
+FROM unnest($1::uuid[], $2::text[], $3::int[], $4::text[], $5::text[], $6::json[], $7::jsonb[], $8::timestamptz[])
+  WITH ORDINALITY AS u(event_id, event_type, schema_version, aggregate_type, aggregate_id, payload, metadata, occurred_at, ord)
+ORDER BY u.ord`
+	o.insertNotifySQL = `WITH ins AS (` + o.insertSQL + `) SELECT pg_notify($9, '')`
+	return o, nil
+}
+
+func qualify(schema, table string) string {
+	if schema == "" {
+		return pgx.Identifier{table}.Sanitize()
+	}
+	return pgx.Identifier{schema, table}.Sanitize()
+}
+
+// hashKey is a stable 32-bit FNV-1a hash, the first key of the advisory
+// locks this package takes for one table.
+func hashKey(s string) int32 {
+	h := uint32(2166136261)
+	for i := 0; i < len(s); i++ {
+		h ^= uint32(s[i])
+		h *= 16777619
+	}
+	return int32(h)
+}
+
+// Table returns the (sanitized, possibly schema-qualified) table name.
+func (o *Outbox) Table() string { return o.table }
+
+// Write implements outbox.Writer: it validates envs and stores them with one
+// statement in tx, followed (same statement) by pg_notify unless disabled.
+// An invalid envelope fails the whole call with an error wrapping
+// eventbus.ErrInvalidEnvelope, before anything is written.
+func (o *Outbox) Write(ctx context.Context, tx pgx.Tx, envs ...eventbus.Envelope) error {
+	if len(envs) == 0 {
+		return nil
+	}
+	if tx == nil {
+		return errors.New("postgres outbox: Write needs a transaction")
+	}
+	n := len(envs)
+	ids := make([]eventbus.EventID, n)
+	types := make([]string, n)
+	versions := make([]int32, n)
+	aggTypes := make([]string, n)
+	aggIDs := make([]string, n)
+	payloads := make([]string, n)
+	metas := make([]string, n)
+	occurred := make([]time.Time, n)
+	for i := range envs {
+		e := &envs[i]
+		if err := e.Validate(); err != nil {
+			return fmt.Errorf("postgres outbox: envelope %d: %w", i, err)
+		}
+		md, err := json.Marshal(e.Metadata)
+		if err != nil {
+			return fmt.Errorf("postgres outbox: envelope %d metadata: %w", i, err)
+		}
+		ids[i], types[i], versions[i] = e.EventID, e.EventType, int32(e.SchemaVersion)
+		aggTypes[i], aggIDs[i] = e.AggregateType, e.AggregateID
+		payloads[i], metas[i], occurred[i] = string(e.Payload), string(md), e.OccurredAt
+	}
+	uuids := make([]string, n)
+	for i, id := range ids {
+		uuids[i] = id.String()
+	}
+	args := []any{uuids, types, versions, aggTypes, aggIDs, payloads, metas, occurred}
+	sql := o.insertSQL
+	if !o.cfg.DisableNotify {
+		sql = o.insertNotifySQL
+		args = append(args, o.cfg.NotifyChannel)
+	}
+	if _, err := tx.Exec(ctx, sql, args...); err != nil {
+		return fmt.Errorf("postgres outbox: insert %d events: %w", n, err)
+	}
+	return nil
+}
+
+const recordCols = `id, event_id, event_type, schema_version, aggregate_type, aggregate_id, payload::text, metadata::text, occurred_at, attempts, coalesce(last_error, ''), created_at, quarantined_at`
+
+func scanRecord(row pgx.Row) (outbox.Record, error) {
+	var (
+		r        outbox.Record
+		id       [16]byte
+		version  int32
+		attempts int32
+		payload  string
+		meta     string
+		quar     *time.Time
+	)
+	err := row.Scan(&r.ID, &id, &r.Envelope.EventType, &version, &r.Envelope.AggregateType, &r.Envelope.AggregateID,
+		&payload, &meta, &r.Envelope.OccurredAt, &attempts, &r.LastError, &r.CreatedAt, &quar)
+	if err != nil {
+		return r, err
+	}
+	r.Envelope.EventID = eventbus.EventID(id)
+	r.Envelope.SchemaVersion = int(version)
+	r.Envelope.Payload = json.RawMessage(payload)
+	r.Envelope.OccurredAt = r.Envelope.OccurredAt.UTC()
+	r.CreatedAt = r.CreatedAt.UTC()
+	if meta != "" && meta != "{}" {
+		if err := json.Unmarshal([]byte(meta), &r.Envelope.Metadata); err != nil {
+			return r, fmt.Errorf("postgres outbox: row %d metadata: %w", r.ID, err)
+		}
+	}
+	r.Attempts = int(attempts)
+	if quar != nil {
+		r.QuarantinedAt = quar.UTC()
+	}
+	return r, nil
+}
+
+// Claim implements outbox.Store.
+//
+// In one transaction it selects up to limit due pending rows in id order
+// with FOR UPDATE SKIP LOCKED, taking a transaction-scoped advisory lock per
+// aggregate (pg_try_advisory_xact_lock) so that no two relays hold rows of
+// one aggregate; rows whose aggregate has an earlier row backing off are not
+// claimed. A second statement (a fresh snapshot, taken while the aggregate
+// locks are held) drops claimed rows that a concurrent relay's failure has
+// since put behind a backing-off row. fn publishes; its outcome is written
+// and the transaction committed, which releases everything.
+func (o *Outbox) Claim(ctx context.Context, limit int, fn func(ctx context.Context, recs []outbox.Record) outbox.Outcome) (int, error) {
+	if limit <= 0 {
+		limit = outbox.DefaultBatchSize
+	}
+	tx, err := o.pool.Begin(ctx)
+	if err != nil {
+		return 0, fmt.Errorf("postgres outbox: begin claim: %w", err)
+	}
+	defer func() { _ = tx.Rollback(context.WithoutCancel(ctx)) }()
+	rows, err := tx.Query(ctx, `SELECT `+recordCols+` FROM `+o.table+` o
+WHERE published_at IS NULL AND quarantined_at IS NULL AND next_attempt_at <= now()
+  AND NOT EXISTS (SELECT 1 FROM `+o.table+` b
+      WHERE b.aggregate_type = o.aggregate_type AND b.aggregate_id = o.aggregate_id AND b.id < o.id
+        AND b.published_at IS NULL AND b.quarantined_at IS NULL AND b.attempts > 0 AND b.next_attempt_at > now())
+  AND pg_try_advisory_xact_lock($2, hashtext(o.aggregate_type || '/' || o.aggregate_id))
+ORDER BY id
+LIMIT $1
+FOR UPDATE SKIP LOCKED`, limit, o.lockKey)
+	if err != nil {
+		return 0, fmt.Errorf("postgres outbox: claim: %w", err)
+	}
+	recs, err := pgx.CollectRows(rows, func(row pgx.CollectableRow) (outbox.Record, error) { return scanRecord(row) })
+	if err != nil {
+		return 0, fmt.Errorf("postgres outbox: claim: %w", err)
+	}
+	if len(recs) == 0 {
+		return 0, nil
+	}
+	recs, err = o.dropBlocked(ctx, tx, recs)
+	if err != nil {
+		return 0, err
+	}
+	out := fn(ctx, recs)
+	if err := o.applyOutcome(ctx, tx, out); err != nil {
+		return len(recs), err
+	}
+	if err := tx.Commit(ctx); err != nil {
+		return len(recs), fmt.Errorf("postgres outbox: commit claim: %w", err)
+	}
+	return len(recs), nil
+}
+
+// dropBlocked removes claimed rows that have an earlier pending,
+// non-quarantined row of their aggregate that was not claimed. It runs with
+// a fresh snapshot while this transaction holds the aggregates' advisory
+// locks, so no other relay is publishing rows of those aggregates: such an
+// earlier row is one the claim scan passed while another relay still held
+// the aggregate, or one that is backing off.
+func (o *Outbox) dropBlocked(ctx context.Context, tx pgx.Tx, recs []outbox.Record) ([]outbox.Record, error) {
+	ids := make([]int64, len(recs))
+	for i := range recs {
+		ids[i] = recs[i].ID
+	}
+	rows, err := tx.Query(ctx, `SELECT c.t, c.a, (SELECT min(b.id) FROM `+o.table+` b
+    WHERE b.aggregate_type = c.t AND b.aggregate_id = c.a AND b.id < c.maxid
+      AND b.published_at IS NULL AND b.quarantined_at IS NULL AND b.id <> ALL($1))
+FROM (SELECT aggregate_type AS t, aggregate_id AS a, max(id) AS maxid FROM `+o.table+`
+      WHERE id = ANY($1) GROUP BY 1, 2) c`, ids)
+	if err != nil {
+		return nil, fmt.Errorf("postgres outbox: claim check: %w", err)
+	}
+	minBy := map[[2]string]int64{}
+	var k [2]string
+	var m *int64
+	_, err = pgx.ForEachRow(rows, []any{&k[0], &k[1], &m}, func() error {
+		if m != nil {
+			minBy[k] = *m
+		}
+		return nil
+	})
+	if err != nil {
+		return nil, fmt.Errorf("postgres outbox: claim check: %w", err)
+	}
+	if len(minBy) == 0 {
+		return recs, nil
+	}
+	kept := recs[:0]
+	for _, r := range recs {
+		if m, ok := minBy[[2]string{r.Envelope.AggregateType, r.Envelope.AggregateID}]; ok && r.ID > m {
+			continue
+		}
+		kept = append(kept, r)
+	}
+	return kept, nil
+}
+
+func (o *Outbox) applyOutcome(ctx context.Context, tx pgx.Tx, out outbox.Outcome) error {
+	if len(out.Published) > 0 {
+		if _, err := tx.Exec(ctx, `UPDATE `+o.table+` SET published_at = now() WHERE id = ANY($1)`, out.Published); err != nil {
+			return fmt.Errorf("postgres outbox: mark published: %w", err)
+		}
+	}
+	if len(out.Failed) > 0 {
+		n := len(out.Failed)
+		ids := make([]int64, n)
+		errs := make([]string, n)
+		delays := make([]float64, n)
+		quar := make([]bool, n)
+		for i, f := range out.Failed {
+			ids[i], errs[i], delays[i], quar[i] = f.ID, strings.ToValidUTF8(strings.ReplaceAll(f.Err, "\x00", ""), "?"), f.RetryAfter.Seconds(), f.Quarantine
+		}
+		if _, err := tx.Exec(ctx, `UPDATE `+o.table+` o SET attempts = o.attempts + 1, last_error = f.err,
+  next_attempt_at = now() + make_interval(secs => f.delay),
+  quarantined_at = CASE WHEN f.quar THEN now() END
+FROM unnest($1::bigint[], $2::text[], $3::float8[], $4::bool[]) AS f(id, err, delay, quar)
+WHERE o.id = f.id`, ids, errs, delays, quar); err != nil {
+			return fmt.Errorf("postgres outbox: mark failed: %w", err)
+		}
+	}
+	return nil
+}
+
+// OldestPending implements outbox.Store.
+func (o *Outbox) OldestPending(ctx context.Context) (time.Time, time.Time, bool, error) {
+	var created, now time.Time
+	err := o.pool.QueryRow(ctx, `SELECT created_at, now() FROM `+o.table+`
+WHERE published_at IS NULL AND quarantined_at IS NULL ORDER BY id LIMIT 1`).Scan(&created, &now)
+	if errors.Is(err, pgx.ErrNoRows) {
+		return time.Time{}, time.Time{}, false, nil
+	}
+	if err != nil {
+		return time.Time{}, time.Time{}, false, fmt.Errorf("postgres outbox: oldest pending: %w", err)
+	}
+	return created, now, true, nil
+}
+
+// PendingCount returns the number of pending (unpublished, not quarantined)
+// rows.
+func (o *Outbox) PendingCount(ctx context.Context) (int64, error) {
+	var n int64
+	err := o.pool.QueryRow(ctx, `SELECT count(*) FROM `+o.table+` WHERE published_at IS NULL AND quarantined_at IS NULL`).Scan(&n)
+	if err != nil {
+		return 0, fmt.Errorf("postgres outbox: count pending: %w", err)
+	}
+	return n, nil
+}
+
+// Quarantined implements outbox.Store.
+func (o *Outbox) Quarantined(ctx context.Context, limit int) ([]outbox.Record, error) {
+	if limit <= 0 {
+		limit = 100
+	}
+	rows, err := o.pool.Query(ctx, `SELECT `+recordCols+` FROM `+o.table+`
+WHERE quarantined_at IS NOT NULL AND published_at IS NULL ORDER BY quarantined_at, id LIMIT $1`, limit)
+	if err != nil {
+		return nil, fmt.Errorf("postgres outbox: list quarantined: %w", err)
+	}
+	recs, err := pgx.CollectRows(rows, func(row pgx.CollectableRow) (outbox.Record, error) { return scanRecord(row) })
+	if err != nil {
+		return nil, fmt.Errorf("postgres outbox: list quarantined: %w", err)
+	}
+	return recs, nil
+}
+
+// Rearm implements outbox.Store.
+func (o *Outbox) Rearm(ctx context.Context, ids ...eventbus.EventID) (int64, error) {
+	if len(ids) == 0 {
+		return 0, nil
+	}
+	s := make([]string, len(ids))
+	for i, id := range ids {
+		s[i] = id.String()
+	}
+	tag, err := o.pool.Exec(ctx, `UPDATE `+o.table+` SET quarantined_at = NULL, attempts = 0, next_attempt_at = now()
+WHERE event_id = ANY($1::uuid[]) AND quarantined_at IS NOT NULL AND published_at IS NULL`, s)
+	if err != nil {
+		return 0, fmt.Errorf("postgres outbox: rearm: %w", err)
+	}
+	return tag.RowsAffected(), nil
+}
+
+// TryLock implements outbox.CleanupStore with a session advisory lock held
+// on a dedicated pooled connection.
+func (o *Outbox) TryLock(ctx context.Context) (func(), bool, error) {
+	conn, err := o.pool.Acquire(ctx)
+	if err != nil {
+		return nil, false, fmt.Errorf("postgres outbox: cleanup lock: %w", err)
+	}
+	var ok bool
+	if err := conn.QueryRow(ctx, "SELECT pg_try_advisory_lock($1, $2)", o.lockKey, int32(0x636c6e)).Scan(&ok); err != nil {
+		conn.Release()
+		return nil, false, fmt.Errorf("postgres outbox: cleanup lock: %w", err)
+	}
+	if !ok {
+		conn.Release()
+		return nil, false, nil
+	}
+	release := func() {
+		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+		defer cancel()
+		if _, err := conn.Exec(ctx, "SELECT pg_advisory_unlock($1, $2)", o.lockKey, int32(0x636c6e)); err != nil {
+			// The session may still hold the lock: drop the connection.
+			_ = conn.Conn().Close(ctx)
+		}
+		conn.Release()
+	}
+	return release, true, nil
+}
+
+// DeletePublishedBefore implements outbox.CleanupStore. Rows locked by
+// someone else are skipped, and lock waits are bounded by LockTimeout.
+func (o *Outbox) DeletePublishedBefore(ctx context.Context, cutoff time.Time, limit int) (int64, error) {
+	var n int64
+	err := pgx.BeginFunc(ctx, o.pool, func(tx pgx.Tx) error {
+		if _, err := tx.Exec(ctx, fmt.Sprintf("SET LOCAL lock_timeout = %d", o.cfg.LockTimeout.Milliseconds())); err != nil {
+			return err
+		}
+		tag, err := tx.Exec(ctx, `DELETE FROM `+o.table+` WHERE id IN (
+  SELECT id FROM `+o.table+` WHERE published_at IS NOT NULL AND published_at < $1
+  ORDER BY published_at LIMIT $2 FOR UPDATE SKIP LOCKED)`, cutoff, limit)
+		n = tag.RowsAffected()
+		return err
+	})
+	if err != nil {
+		return 0, fmt.Errorf("postgres outbox: delete published: %w", err)
+	}
+	return n, nil
+}
+
+// Listen implements outbox.WakeSource: LISTEN on a dedicated connection
+// (not from the pool), reconnecting with backoff after connection loss and
+// waking once after every (re)connection, since notifications sent while
+// disconnected are lost. With DisableNotify it just waits for ctx.
+func (o *Outbox) Listen(ctx context.Context, wake func()) error {
+	if o.cfg.DisableNotify {
+		<-ctx.Done()
+		return ctx.Err()
+	}
+	cc := o.pool.Config().ConnConfig.Copy()
+	cc.RuntimeParams["application_name"] = ListenerApplicationName(o.cfg.NotifyChannel)
+	failures := 0
+	for ctx.Err() == nil {
+		err := o.listenOnce(ctx, cc, wake, &failures)
+		if ctx.Err() != nil {
+			break
+		}
+		failures++
+		d := o.cfg.ListenBackoff.Delay(failures)
+		o.log.Warn("outbox listener: connection lost, reconnecting", "channel", o.cfg.NotifyChannel, "retry_in", d, "err", err)
+		t := time.NewTimer(d)
+		select {
+		case <-ctx.Done():
+			t.Stop()
+		case <-t.C:
+		}
+	}
+	return ctx.Err()
+}
+
+// ListenerApplicationName is the application_name of the relay's LISTEN
+// connection for a channel (operators and tests find it in pg_stat_activity).
+func ListenerApplicationName(channel string) string {
+	name := "eventkit-listen-" + channel
+	if len(name) > 63 {
+		name = name[:63]
+	}
+	return name
+}
+
+func (o *Outbox) listenOnce(ctx context.Context, cc *pgx.ConnConfig, wake func(), failures *int) error {
+	conn, err := pgx.ConnectConfig(ctx, cc)
+	if err != nil {
+		return err
+	}
+	defer func() {
+		cctx, cancel := context.WithTimeout(context.Background(), time.Second)
+		defer cancel()
+		_ = conn.Close(cctx)
+	}()
+	if _, err := conn.Exec(ctx, "LISTEN "+pgx.Identifier{o.cfg.NotifyChannel}.Sanitize()); err != nil {
+		return err
+	}
+	*failures = 0
+	wake() // anything committed while we were not listening
+	for {
+		if _, err := conn.WaitForNotification(ctx); err != nil {
+			return err
+		}
+		wake()
+	}
+}

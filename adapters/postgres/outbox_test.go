@@ -1,0 +1,521 @@
+package postgres_test
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"math/rand/v2"
+	"sync"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/choicesherpa/eventkit/adapters/postgres"
+	"github.com/choicesherpa/eventkit/eventbus"
+	"github.com/choicesherpa/eventkit/outbox"
+	"github.com/jackc/pgx/v5"
+	"github.com/stretchr/testify/require"
+)
+
+func TestWriteRoundTripAndValidation(t *testing.T) {
+	t.Parallel()
+	b := setup(t)
+	ctx := context.Background()
+	env := newEnv("c1", 1)
+	// Odd key order and whitespace survive byte for byte (json, not jsonb).
+	env.Payload = json.RawMessage(`{ "seq" : 1,   "cart":"c1", "nested": {"b":2,"a":1}, "u":"\u00e9" }`)
+	env.Metadata = eventbus.Metadata{CorrelationID: "corr", CausationID: "cause", UserID: "u1", TraceParent: "00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-01"}
+	b.write(t, env)
+
+	var got []outbox.Record
+	n, err := b.ob.Claim(ctx, 10, func(ctx context.Context, recs []outbox.Record) outbox.Outcome {
+		got = recs
+		return outbox.Outcome{}
+	})
+	require.NoError(t, err)
+	require.Equal(t, 1, n)
+	require.Equal(t, string(env.Payload), string(got[0].Envelope.Payload))
+	g := got[0].Envelope
+	g.Payload, env.Payload = nil, nil
+	require.Equal(t, env, g)
+
+	// Invalid envelopes fail the whole call before anything is written.
+	bad := newEnv("c1", 2)
+	bad.Payload = json.RawMessage(`{not json`)
+	err = pgx.BeginFunc(ctx, b.pool, func(tx pgx.Tx) error { return b.ob.Write(ctx, tx, newEnv("c1", 3), bad) })
+	require.ErrorIs(t, err, eventbus.ErrInvalidEnvelope)
+	noID := newEnv("c1", 4)
+	noID.EventID = eventbus.EventID{}
+	err = pgx.BeginFunc(ctx, b.pool, func(tx pgx.Tx) error { return b.ob.Write(ctx, tx, noID) })
+	require.ErrorIs(t, err, eventbus.ErrInvalidEnvelope)
+	require.Equal(t, 1, b.count(t, "true"))
+
+	// A batch keeps its order.
+	var batch []eventbus.Envelope
+	for i := range 50 {
+		batch = append(batch, newEnv(fmt.Sprintf("c%d", i%3), i))
+	}
+	b.write(t, batch...)
+	rows, err := b.pool.Query(ctx, "SELECT event_id::text FROM "+b.ob.Table()+" ORDER BY id OFFSET 1")
+	require.NoError(t, err)
+	ids, err := pgx.CollectRows(rows, pgx.RowTo[string])
+	require.NoError(t, err)
+	require.Len(t, ids, 50)
+	for i, id := range ids {
+		require.Equal(t, batch[i].EventID.String(), id)
+	}
+}
+
+func TestUnitOfWork(t *testing.T) {
+	t.Parallel()
+	b := setup(t)
+	ctx := context.Background()
+	_, err := b.pool.Exec(ctx, `CREATE TABLE carts (id text PRIMARY KEY, items int NOT NULL)`)
+	require.NoError(t, err)
+	uow, err := postgres.NewUnitOfWork(b.pool, b.ob, nil)
+	require.NoError(t, err)
+	addItem := func(ctx context.Context, cart string, seq int, fail error) error {
+		return uow.Do(ctx, func(ctx context.Context) error {
+			tx, ok := postgres.TxFromContext(ctx)
+			if !ok {
+				return errors.New("no tx")
+			}
+			if _, err := tx.Exec(ctx, `INSERT INTO carts VALUES ($1, 1) ON CONFLICT (id) DO UPDATE SET items = carts.items + 1`, cart); err != nil {
+				return err
+			}
+			if err := outbox.Raise(ctx, itemAdded{Cart: cart, Seq: seq}); err != nil {
+				return err
+			}
+			return fail
+		})
+	}
+	require.NoError(t, addItem(ctx, "a", 1, nil))
+	boom := errors.New("boom")
+	require.ErrorIs(t, addItem(ctx, "a", 2, boom), boom)
+	require.Panics(t, func() {
+		_ = uow.Do(ctx, func(ctx context.Context) error {
+			tx, _ := postgres.TxFromContext(ctx)
+			_, _ = tx.Exec(ctx, `INSERT INTO carts VALUES ('p', 1)`)
+			_ = outbox.Raise(ctx, itemAdded{Cart: "p", Seq: 1})
+			panic("handler bug")
+		})
+	})
+	// Nested units join the outer transaction and its fate.
+	err = uow.Do(ctx, func(ctx context.Context) error {
+		if err := addItem(ctx, "n", 1, nil); err != nil {
+			return err
+		}
+		return addItem(ctx, "n", 2, nil)
+	})
+	require.NoError(t, err)
+	err = uow.Do(ctx, func(ctx context.Context) error {
+		if err := addItem(ctx, "r", 1, nil); err != nil {
+			return err
+		}
+		return boom
+	})
+	require.ErrorIs(t, err, boom)
+
+	var items int
+	require.NoError(t, b.pool.QueryRow(ctx, `SELECT coalesce(sum(items),0) FROM carts`).Scan(&items))
+	require.Equal(t, 3, items, "a:1 + n:2")
+	require.Equal(t, 3, b.count(t, "true"), "events only from committed units")
+	require.Equal(t, 1, b.count(t, "aggregate_id = 'a'"))
+	require.Equal(t, 2, b.count(t, "aggregate_id = 'n'"))
+	// Events from a unit of work carry the context metadata.
+	mctx := eventbus.WithMetadata(ctx, eventbus.Metadata{CorrelationID: "req-1", UserID: "u9"})
+	require.NoError(t, addItem(mctx, "m", 1, nil))
+	var md string
+	require.NoError(t, b.pool.QueryRow(ctx, `SELECT metadata::text FROM `+b.ob.Table()+` WHERE aggregate_id = 'm'`).Scan(&md))
+	require.JSONEq(t, `{"correlation_id":"req-1","user_id":"u9"}`, md)
+}
+
+// O1: 500 commits and 500 rollbacks interleaved; only committed events are
+// published, and a NOTIFY from a rolled-back transaction wakes nobody.
+func TestO1AtomicWrite(t *testing.T) {
+	t.Parallel()
+	b := setup(t)
+	ctx := context.Background()
+	_, err := b.pool.Exec(ctx, `CREATE TABLE orders (id int PRIMARY KEY)`)
+	require.NoError(t, err)
+
+	// NOTIFY semantics, observed on our own LISTEN connection.
+	lc, err := pgx.ConnectConfig(ctx, b.pool.Config().ConnConfig.Copy())
+	require.NoError(t, err)
+	defer lc.Close(ctx)
+	_, err = lc.Exec(ctx, "LISTEN "+pgx.Identifier{b.channel}.Sanitize())
+	require.NoError(t, err)
+	tx, err := b.pool.Begin(ctx)
+	require.NoError(t, err)
+	require.NoError(t, b.ob.Write(ctx, tx, newEnv("rolled", 1)))
+	require.NoError(t, tx.Rollback(ctx))
+	wctx, cancel := context.WithTimeout(ctx, 300*time.Millisecond)
+	_, err = lc.WaitForNotification(wctx)
+	cancel()
+	require.ErrorIs(t, err, context.DeadlineExceeded, "a rolled-back transaction must not notify")
+	b.write(t, newEnv("committed", 1))
+	wctx, cancel = context.WithTimeout(ctx, 5*time.Second)
+	note, err := lc.WaitForNotification(wctx)
+	cancel()
+	require.NoError(t, err, "a committed write notifies")
+	require.Equal(t, "", note.Payload, "the notification carries no payload")
+
+	n := 50
+	if full() {
+		n = 500
+	}
+	rec := newRecorder()
+	startRelay(t, outbox.RelayConfig{Store: b.ob, Publisher: rec, PollInterval: 200 * time.Millisecond})
+	uow, err := postgres.NewUnitOfWork(b.pool, b.ob, nil)
+	require.NoError(t, err)
+	committed := map[string]bool{"committed": true}
+	var mu sync.Mutex
+	var wg sync.WaitGroup
+	sem := make(chan struct{}, 8)
+	for i := range 2 * n {
+		wg.Add(1)
+		sem <- struct{}{}
+		go func() {
+			defer wg.Done()
+			defer func() { <-sem }()
+			cart := fmt.Sprintf("o%d", i)
+			err := uow.Do(ctx, func(ctx context.Context) error {
+				tx, _ := postgres.TxFromContext(ctx)
+				if _, err := tx.Exec(ctx, `INSERT INTO orders VALUES ($1)`, i); err != nil {
+					return err
+				}
+				if err := outbox.Raise(ctx, itemAdded{Cart: cart, Seq: i}); err != nil {
+					return err
+				}
+				if i%2 == 1 {
+					return errors.New("rollback")
+				}
+				return nil
+			})
+			if i%2 == 0 {
+				require.NoError(t, err)
+				mu.Lock()
+				committed[cart] = true
+				mu.Unlock()
+			}
+		}()
+	}
+	wg.Wait()
+	got := rec.waitCount(t, 30*time.Second, n+1)
+	for _, e := range got {
+		require.True(t, committed[e.AggregateID], "published %s from a rolled-back transaction", e.AggregateID)
+	}
+	require.Len(t, got, n+1, "no duplicates")
+	var orders int
+	require.NoError(t, b.pool.QueryRow(ctx, `SELECT count(*) FROM orders`).Scan(&orders))
+	require.Equal(t, n, orders)
+	b.requireDrained(t)
+}
+
+// O2a: the watermill TestNotMissingMessages script: a transaction that
+// started first commits last; every event is published exactly once.
+func TestO2LateCommitNotMissed(t *testing.T) {
+	t.Parallel()
+	b := setup(t)
+	ctx := context.Background()
+	rec := newRecorder()
+	startRelay(t, outbox.RelayConfig{Store: b.ob, Publisher: rec, PollInterval: 50 * time.Millisecond})
+	envs := []eventbus.Envelope{newEnv("x0", 0), newEnv("x1", 1), newEnv("x2", 2)}
+
+	tx0, err := b.pool.Begin(ctx)
+	require.NoError(t, err)
+	require.NoError(t, b.ob.Write(ctx, tx0, envs[0])) // lowest id, still uncommitted
+	tx1, err := b.pool.Begin(ctx)
+	require.NoError(t, err)
+	require.NoError(t, b.ob.Write(ctx, tx1, envs[1]))
+	b.write(t, envs[2])
+	require.NoError(t, tx1.Commit(ctx))
+	rec.waitCount(t, 10*time.Second, 2) // 1 and 2 are out before 0 commits
+	require.NoError(t, tx0.Commit(ctx))
+	got := rec.waitCount(t, 10*time.Second, 3)
+	require.Len(t, got, 3)
+	seen := map[eventbus.EventID]bool{}
+	for _, e := range got {
+		seen[e.EventID] = true
+	}
+	for _, e := range envs {
+		require.True(t, seen[e.EventID])
+	}
+	b.requireDrained(t)
+}
+
+// O2b: 32 writers that sleep before committing plus one transaction held
+// open: published set = committed set; the lag shows the held transaction
+// once it commits, then recovers.
+func TestO2OutOfOrderCommits(t *testing.T) {
+	t.Parallel()
+	b := setup(t)
+	ctx := context.Background()
+	rows := size(10000)
+	hold := 3 * time.Second
+	if full() {
+		hold = 30 * time.Second
+	}
+	rec := newRecorder()
+	var maxLag atomic.Int64
+	relay := startRelay(t, outbox.RelayConfig{Store: b.ob, Publisher: rec, PollInterval: 100 * time.Millisecond,
+		LagInterval: 50 * time.Millisecond,
+		Hooks: &outbox.RelayHooks{OnLag: func(_ context.Context, lag time.Duration) {
+			for {
+				old := maxLag.Load()
+				if int64(lag) <= old || maxLag.CompareAndSwap(old, int64(lag)) {
+					return
+				}
+			}
+		}}})
+
+	heldAt := time.Now()
+	held, err := b.pool.Begin(ctx)
+	require.NoError(t, err)
+	heldEnv := newEnv("held", 0)
+	require.NoError(t, b.ob.Write(ctx, held, heldEnv))
+
+	var wg sync.WaitGroup
+	per := rows / 32
+	for w := range 32 {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for i := range per {
+				tx, err := b.pool.Begin(ctx)
+				if err != nil {
+					t.Error(err)
+					return
+				}
+				if err := b.ob.Write(ctx, tx, newEnv(fmt.Sprintf("w%d", w), i)); err != nil {
+					t.Error(err)
+					return
+				}
+				if i%10 == 0 {
+					time.Sleep(time.Duration(rand.IntN(200)) * time.Millisecond)
+				}
+				if err := tx.Commit(ctx); err != nil {
+					t.Error(err)
+					return
+				}
+			}
+		}()
+	}
+	wg.Wait()
+	rec.waitCount(t, 60*time.Second, 32*per)
+	// Let the held transaction age, then commit it.
+	if d := hold - time.Since(heldAt); d > 0 {
+		time.Sleep(d)
+	}
+	require.NoError(t, held.Commit(ctx))
+	got := rec.waitCount(t, 30*time.Second, 32*per+1)
+	require.Len(t, got, 32*per+1, "published = committed, no duplicates")
+	b.requireDrained(t)
+	var age time.Duration
+	require.NoError(t, b.pool.QueryRow(ctx, `SELECT published_at - created_at FROM `+b.ob.Table()+` WHERE event_id = $1`, heldEnv.EventID.String()).Scan(&age))
+	t.Logf("held row waited %v; max lag reported %v", age, time.Duration(maxLag.Load()))
+	require.Eventually(t, func() bool { return time.Duration(maxLag.Load()) >= hold-500*time.Millisecond }, 5*time.Second, 10*time.Millisecond,
+		"lag metric shows the late commit")
+	require.Eventually(t, func() bool {
+		lag, err := relay.Lag(ctx)
+		return err == nil && lag == 0
+	}, 10*time.Second, 50*time.Millisecond, "lag recovers")
+	b.requireDrained(t)
+}
+
+// O3: three relays on one table: every row once, per-aggregate order kept,
+// no relay starves.
+func TestO3ThreeRelaysKeepAggregateOrder(t *testing.T) {
+	t.Parallel()
+	b := setup(t)
+	n := size(10000)
+	const aggs = 40
+	var envs []eventbus.Envelope
+	for i := range n {
+		envs = append(envs, newEnv(fmt.Sprintf("a%02d", i%aggs), i/aggs))
+	}
+	for i := 0; i < len(envs); i += 500 {
+		b.write(t, envs[i:min(i+500, len(envs))]...)
+	}
+	// One shared log in publish order; each relay adds its own marks.
+	var mu sync.Mutex
+	var log []eventbus.Envelope
+	perRelay := make([]int, 3)
+	relays := make([]*outbox.Relay, 3)
+	for i := range relays {
+		pub := eventbus.Publisher(publisherFunc(func(ctx context.Context, envs ...eventbus.Envelope) error {
+			time.Sleep(time.Millisecond) // make overlap likely
+			mu.Lock()
+			log = append(log, envs...)
+			perRelay[i] += len(envs)
+			mu.Unlock()
+			return nil
+		}))
+		relays[i] = startRelay(t, outbox.RelayConfig{Store: b.ob, Publisher: pub, BatchSize: 20, PollInterval: 50 * time.Millisecond})
+	}
+	require.Eventually(t, func() bool {
+		mu.Lock()
+		defer mu.Unlock()
+		return len(log) >= n
+	}, 120*time.Second, 20*time.Millisecond)
+	mu.Lock()
+	defer mu.Unlock()
+	require.Len(t, log, n, "no duplicates without crashes")
+	last := map[string]int{}
+	for _, e := range log {
+		var p itemAdded
+		require.NoError(t, json.Unmarshal(e.Payload, &p))
+		prev, ok := last[p.Cart]
+		require.True(t, !ok && p.Seq == 0 || p.Seq == prev+1, "aggregate %s: seq %d after %d", p.Cart, p.Seq, prev)
+		last[p.Cart] = p.Seq
+	}
+	for i, c := range perRelay {
+		require.Positive(t, c, "relay %d starved", i)
+	}
+	t.Logf("rows per relay: %v", perRelay)
+	b.requireDrained(t)
+}
+
+type publisherFunc func(ctx context.Context, envs ...eventbus.Envelope) error
+
+func (f publisherFunc) Publish(ctx context.Context, envs ...eventbus.Envelope) error {
+	return f(ctx, envs...)
+}
+
+// O4: one poison row among good ones: the good ones flow, the poison row
+// backs off, hits max attempts, is quarantined, listed and re-armable; the
+// rows after it in its aggregate wait for it, then proceed.
+func TestO4PoisonRowQuarantined(t *testing.T) {
+	t.Parallel()
+	b := setup(t)
+	ctx := context.Background()
+	n := size(1000)
+	poison := newEnv("poison", 0)
+	after := newEnv("poison", 1)
+	permanent := newEnv("perm", 0)
+	var envs []eventbus.Envelope
+	for i := range n - 1 {
+		envs = append(envs, newEnv(fmt.Sprintf("g%d", i%20), i))
+		if i == n/3 {
+			envs = append(envs, poison, after, permanent)
+		}
+	}
+	b.write(t, envs...)
+	var poisonAttempts atomic.Int32
+	var attemptTimes []time.Time
+	var tmu sync.Mutex
+	rec := newRecorder()
+	rec.setFail(func(e eventbus.Envelope) error {
+		switch e.EventID {
+		case poison.EventID:
+			return errors.New("message too large for the bus")
+		case permanent.EventID:
+			return eventbus.Permanent(errors.New("cannot serialize"))
+		}
+		return nil
+	})
+	var quarantined atomic.Int32
+	start := time.Now()
+	startRelay(t, outbox.RelayConfig{Store: b.ob, Publisher: rec, PollInterval: 50 * time.Millisecond, MaxAttempts: 4,
+		RetryBackoff: eventbus.Backoff{Initial: 100 * time.Millisecond, Max: time.Second, Multiplier: 2, Jitter: 0.2},
+		Hooks: &outbox.RelayHooks{
+			OnQuarantine: func(context.Context, eventbus.Envelope, error) { quarantined.Add(1) },
+			OnPublishError: func(_ context.Context, e eventbus.Envelope, _ int, _ error) {
+				if e.EventID == poison.EventID {
+					poisonAttempts.Add(1)
+					tmu.Lock()
+					attemptTimes = append(attemptTimes, time.Now())
+					tmu.Unlock()
+				}
+			},
+		}})
+	rec.waitFor(t, 30*time.Second, "good rows", func(g []eventbus.Envelope) bool {
+		return uniqueIDs(g) >= n-1
+	})
+	t.Logf("%d good rows published in %v with a poison row present", n-1, time.Since(start))
+	require.Eventually(t, func() bool { return quarantined.Load() == 2 }, 30*time.Second, 20*time.Millisecond)
+	require.EqualValues(t, 4, poisonAttempts.Load(), "MaxAttempts attempts, no hot loop")
+	tmu.Lock()
+	for i := 1; i < len(attemptTimes); i++ {
+		require.GreaterOrEqual(t, attemptTimes[i].Sub(attemptTimes[i-1]), 70*time.Millisecond, "attempts back off")
+	}
+	tmu.Unlock()
+	// The row after the poison one in its aggregate went out only after the
+	// poison row was set aside.
+	got := rec.waitFor(t, 10*time.Second, "row after poison", func(g []eventbus.Envelope) bool {
+		for _, e := range g {
+			if e.EventID == after.EventID {
+				return true
+			}
+		}
+		return false
+	})
+	require.Len(t, got, n, "good rows + the one after poison, each once")
+
+	q, err := b.ob.Quarantined(ctx, 10)
+	require.NoError(t, err)
+	require.Len(t, q, 2)
+	byID := map[eventbus.EventID]outbox.Record{}
+	for _, r := range q {
+		byID[r.Envelope.EventID] = r
+	}
+	require.Equal(t, 4, byID[poison.EventID].Attempts)
+	require.Contains(t, byID[poison.EventID].LastError, "too large")
+	require.Equal(t, 1, byID[permanent.EventID].Attempts, "permanent errors quarantine at once")
+	require.False(t, byID[poison.EventID].QuarantinedAt.IsZero())
+
+	// Re-arm after the fix: published.
+	rec.setFail(nil)
+	k, err := b.ob.Rearm(ctx, poison.EventID, permanent.EventID)
+	require.NoError(t, err)
+	require.EqualValues(t, 2, k)
+	rec.waitFor(t, 10*time.Second, "re-armed rows", func(g []eventbus.Envelope) bool { return uniqueIDs(g) == n+2 })
+	b.requireDrained(t)
+	require.Equal(t, 0, b.count(t, "quarantined_at IS NOT NULL"))
+}
+
+// O6: the relay's LISTEN connection is terminated and rows are inserted
+// while it reconnects: all are published within one poll interval + 1s, and
+// the relay listens again.
+func TestO6LostNotify(t *testing.T) {
+	t.Parallel()
+	b := setup(t)
+	ctx := context.Background()
+	const poll = 3 * time.Second
+	rec := newRecorder()
+	startRelay(t, outbox.RelayConfig{Store: b.ob, Publisher: rec, PollInterval: poll})
+	app := postgres.ListenerApplicationName(b.channel)
+	listenerPID := func() int {
+		var pid int
+		err := b.pool.QueryRow(ctx, `SELECT pid FROM pg_stat_activity WHERE application_name = $1`, app).Scan(&pid)
+		if err != nil {
+			return 0
+		}
+		return pid
+	}
+	require.Eventually(t, func() bool { return listenerPID() != 0 }, 10*time.Second, 20*time.Millisecond)
+	// Wake-up works: a write is published well within the poll interval.
+	time.Sleep(200 * time.Millisecond) // let the first poll pass
+	t0 := time.Now()
+	b.write(t, newEnv("w", 0))
+	rec.waitCount(t, poll, 1)
+	require.Less(t, time.Since(t0), poll/2, "NOTIFY wakes the relay")
+
+	pid := listenerPID()
+	_, err := b.pool.Exec(ctx, `SELECT pg_terminate_backend($1)`, pid)
+	require.NoError(t, err)
+	t0 = time.Now()
+	for i := range 100 {
+		b.write(t, newEnv("lost", i))
+	}
+	rec.waitCount(t, poll+time.Second+time.Since(t0), 101)
+	require.Eventually(t, func() bool { p := listenerPID(); return p != 0 && p != pid }, 10*time.Second, 20*time.Millisecond, "re-LISTEN")
+	// And the new connection wakes the relay again.
+	time.Sleep(300 * time.Millisecond)
+	t0 = time.Now()
+	b.write(t, newEnv("after", 0))
+	rec.waitCount(t, poll, 102)
+	require.Less(t, time.Since(t0), poll/2, "woken through the new LISTEN connection")
+	b.requireDrained(t)
+}

@@ -1,0 +1,119 @@
+package postgres
+
+import (
+	"context"
+	"errors"
+	"fmt"
+
+	"github.com/choicesherpa/eventkit/outbox"
+	"github.com/jackc/pgx/v5"
+	"github.com/jackc/pgx/v5/pgxpool"
+)
+
+type txKey struct{}
+
+// WithTx returns ctx carrying tx, so that a UnitOfWork, a
+// ProcessedEventStore and repositories called under ctx join it instead of
+// beginning their own. Events raised under ctx are then written to the
+// outbox by whoever put the collector there (see UnitOfWork.Do).
+func WithTx(ctx context.Context, tx pgx.Tx) context.Context {
+	return context.WithValue(ctx, txKey{}, tx)
+}
+
+// TxFromContext returns the transaction of the unit of work (or idempotent
+// handler) running under ctx. Repositories use it to write in that
+// transaction.
+func TxFromContext(ctx context.Context) (pgx.Tx, bool) {
+	tx, ok := ctx.Value(txKey{}).(pgx.Tx)
+	return tx, ok && tx != nil
+}
+
+// UnitOfWorkConfig configures a UnitOfWork.
+type UnitOfWorkConfig struct {
+	// TxOptions are used to begin transactions. Defaults to the zero value
+	// (the server's default isolation, read committed).
+	TxOptions pgx.TxOptions
+}
+
+// UnitOfWork is outbox.UnitOfWork on PostgreSQL: Do runs fn in a
+// transaction (TxFromContext gives it to repositories), collects the events
+// fn raises with outbox.Raise and writes them to the outbox before COMMIT.
+// When fn fails or panics the transaction is rolled back and no event is
+// stored. A Do under a context that already carries a transaction joins it:
+// its events are written by the outer unit (or, if the transaction was put
+// there with WithTx by the caller, right after fn returns).
+type UnitOfWork struct {
+	pool   *pgxpool.Pool
+	outbox *Outbox
+	opts   pgx.TxOptions
+}
+
+var _ outbox.UnitOfWork = (*UnitOfWork)(nil)
+
+// NewUnitOfWork returns a unit of work writing events to ob; cfg may be nil.
+func NewUnitOfWork(pool *pgxpool.Pool, ob *Outbox, cfg *UnitOfWorkConfig) (*UnitOfWork, error) {
+	if pool == nil || ob == nil {
+		return nil, fmt.Errorf("%w: unit of work needs a pool and an outbox", outbox.ErrConfig)
+	}
+	u := &UnitOfWork{pool: pool, outbox: ob}
+	if cfg != nil {
+		u.opts = cfg.TxOptions
+	}
+	return u, nil
+}
+
+// Do implements outbox.UnitOfWork.
+func (u *UnitOfWork) Do(ctx context.Context, fn func(ctx context.Context) error) error {
+	return runInTx(ctx, u.pool, u.opts, u.outbox, func(ctx context.Context, _ pgx.Tx) error { return fn(ctx) })
+}
+
+// runInTx runs fn in the transaction ctx carries, or in a new one, and writes
+// the events raised under it to ob before the transaction commits.
+func runInTx(ctx context.Context, pool *pgxpool.Pool, opts pgx.TxOptions, ob *Outbox, fn func(ctx context.Context, tx pgx.Tx) error) (err error) {
+	if tx, ok := TxFromContext(ctx); ok {
+		ctx, c, outer := outbox.NewCollector(ctx)
+		if err := fn(ctx, tx); err != nil {
+			return err
+		}
+		if outer {
+			return writeCollected(ctx, ob, tx, c)
+		}
+		return nil
+	}
+	tx, err := pool.BeginTx(ctx, opts)
+	if err != nil {
+		return fmt.Errorf("postgres: begin: %w", err)
+	}
+	committed := false
+	defer func() {
+		if !committed {
+			_ = tx.Rollback(context.WithoutCancel(ctx))
+		}
+	}()
+	ctx, c := outbox.WithNewCollector(WithTx(ctx, tx))
+	if err := fn(ctx, tx); err != nil {
+		return err
+	}
+	if err := writeCollected(ctx, ob, tx, c); err != nil {
+		return err
+	}
+	if err := tx.Commit(ctx); err != nil {
+		committed = true // nothing left to roll back
+		return fmt.Errorf("postgres: commit: %w", err)
+	}
+	committed = true
+	return nil
+}
+
+var errNoOutbox = errors.New("postgres: events were raised but no outbox is configured")
+
+func writeCollected(ctx context.Context, ob *Outbox, tx pgx.Tx, c *outbox.Collector) error {
+	envs := c.Envelopes()
+	if len(envs) == 0 {
+		return nil
+	}
+	if ob == nil {
+		return errNoOutbox
+	}
+	return ob.Write(ctx, tx, envs...)
+}
