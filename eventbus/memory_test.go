@@ -329,7 +329,9 @@ func TestInMemoryHandlerPublishesFollowUps(t *testing.T) {
 	require.NoError(t, err)
 
 	done := make(chan error, 1)
-	go func() { done <- eventbus.PublishEvents(ctx, bus, orderPlaced{OrderID: "o", Seq: 1}, orderPlaced{OrderID: "o", Seq: 2}) }()
+	go func() {
+		done <- eventbus.PublishEvents(ctx, bus, orderPlaced{OrderID: "o", Seq: 1}, orderPlaced{OrderID: "o", Seq: 2})
+	}()
 	select {
 	case err := <-done:
 		require.NoError(t, err)
