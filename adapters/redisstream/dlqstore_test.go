@@ -1,0 +1,136 @@
+package redisstream_test
+
+import (
+	"context"
+	"errors"
+	"log/slog"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/stretchr/testify/require"
+
+	"github.com/choicesherpa/eventkit/adapters/redisstream"
+	"github.com/choicesherpa/eventkit/deadletter"
+	"github.com/choicesherpa/eventkit/deadletter/deadlettertest"
+	"github.com/choicesherpa/eventkit/eventbus"
+	"github.com/choicesherpa/eventkit/internal/testinfra"
+)
+
+func newDLQStore(t *testing.T) (*redisstream.DeadLetterStore, string) {
+	t.Helper()
+	rdb, prefix := testinfra.Redis(t)
+	s, err := redisstream.NewDeadLetterStore(rdb, &redisstream.DeadLetterConfig{KeyPrefix: prefix, ScanBatch: 7})
+	require.NoError(t, err)
+	return s, prefix
+}
+
+func TestDLQStoreConformance(t *testing.T) {
+	t.Parallel()
+	deadlettertest.RunStore(t, func(t *testing.T) deadletter.Store {
+		s, _ := newDLQStore(t)
+		return s
+	})
+}
+
+func TestDLQStoreConfig(t *testing.T) {
+	t.Parallel()
+	rdb, prefix := testinfra.Redis(t)
+	_, err := redisstream.NewDeadLetterStore(nil, nil)
+	require.Error(t, err)
+	_, err = redisstream.NewDeadLetterStore(rdb, &redisstream.DeadLetterConfig{ScanBatch: -1})
+	require.Error(t, err)
+	s, err := redisstream.NewDeadLetterStore(rdb, nil)
+	require.NoError(t, err)
+	require.Equal(t, redisstream.DefaultDeadLetterKeyPrefix, s.KeyPrefix())
+	s, err = redisstream.NewDeadLetterStore(rdb, &redisstream.DeadLetterConfig{KeyPrefix: prefix + "{x}"})
+	require.NoError(t, err)
+	require.Equal(t, prefix+"{x}", s.KeyPrefix())
+}
+
+// Every key the store writes sits under its prefix and one hash tag (one
+// Redis Cluster slot), and the store never closes the caller's client.
+func TestDLQStoreKeysShareHashTag(t *testing.T) {
+	t.Parallel()
+	rdb, prefix := testinfra.Redis(t)
+	s, err := redisstream.NewDeadLetterStore(rdb, &redisstream.DeadLetterConfig{KeyPrefix: prefix})
+	require.NoError(t, err)
+	require.Equal(t, prefix+"{dlq}", s.KeyPrefix())
+	ctx := context.Background()
+	rec := deadlettertest.NewRecord("dashboard", "session.created.v1", 1)
+	require.NoError(t, s.Put(ctx, rec))
+	require.NoError(t, s.MarkReplayed(ctx, rec.ID, time.Now()))
+	keys, err := rdb.Keys(ctx, prefix+"*").Result()
+	require.NoError(t, err)
+	require.Len(t, keys, 5, "record, all, handler, type and replayed indexes (the emptied dead index is gone): %v", keys)
+	for _, k := range keys {
+		require.True(t, strings.HasPrefix(k, prefix+"{dlq}:"), k)
+	}
+	n, err := rdb.ZCard(ctx, prefix+"{dlq}:idx:s:replayed").Result()
+	require.NoError(t, err)
+	require.EqualValues(t, 1, n, "the entry moved from the dead index to the replayed one")
+	require.NoError(t, s.Delete(ctx, rec.ID))
+	keys, err = rdb.Keys(ctx, prefix+"*").Result()
+	require.NoError(t, err)
+	require.Empty(t, keys, "Delete leaves no index entries behind")
+	require.NoError(t, rdb.Ping(ctx).Err(), "the client is still open")
+}
+
+// Q3 on the Redis store: replay keeps the id, a double replay applies once,
+// a re-failure comes back with its replay count.
+func TestDLQStoreQueueReplay(t *testing.T) {
+	t.Parallel()
+	s, _ := newDLQStore(t)
+	ctx := context.Background()
+	var applied, calls int
+	failing := true
+	rp, err := deadletter.NewHandlerReplayer(s, nil)
+	require.NoError(t, err)
+	seen := map[string]bool{}
+	rp.Register("dashboard", dlqHandler(func(id string) error {
+		calls++
+		if failing {
+			return dlqErrFailing
+		}
+		if !seen[id] {
+			seen[id] = true
+			applied++
+		}
+		return nil
+	}))
+	q, err := deadletter.NewQueue(s, rp, &deadletter.Config{Logger: slog.New(slog.DiscardHandler)})
+	require.NoError(t, err)
+	rec := deadlettertest.NewRecord("dashboard", "session.created.v1", 1)
+	require.NoError(t, s.Put(ctx, rec))
+
+	got, err := q.Replay(ctx, rec.ID)
+	require.NoError(t, err)
+	require.Equal(t, deadletter.StatusDead, got.Status)
+	require.Equal(t, 1, got.ReplayCount)
+	require.Equal(t, 1, calls)
+	depth, err := q.Depth(ctx)
+	require.NoError(t, err)
+	require.Equal(t, 1, depth)
+
+	failing = false
+	for range 2 {
+		got, err = q.Replay(ctx, rec.ID)
+		require.NoError(t, err)
+	}
+	require.Equal(t, deadletter.StatusReplayed, got.Status)
+	require.Equal(t, 3, got.ReplayCount)
+	require.Equal(t, 1, applied)
+	require.Equal(t, rec.EventID, got.EventID)
+	depth, err = q.Depth(ctx)
+	require.NoError(t, err)
+	require.Zero(t, depth)
+}
+
+var dlqErrFailing = errors.New("downstream unavailable")
+
+// dlqHandler adapts a function of the event id to an eventbus.Handler.
+func dlqHandler(fn func(id string) error) eventbus.Handler {
+	return eventbus.HandlerFunc(func(_ context.Context, env eventbus.Envelope) error {
+		return fn(env.EventID.String())
+	})
+}
