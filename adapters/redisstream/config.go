@@ -35,7 +35,7 @@ const (
 	DefaultReconnectMax     = 5 * time.Second
 
 	// MinIdleMargin is how much MinIdle must exceed HandlerTimeout by.
-	MinIdleMargin = time.Second
+	MinIdleMargin = 250 * time.Millisecond
 )
 
 // Config configures a Bus. The zero value (or nil) is valid: every field has
