@@ -14,7 +14,7 @@ func init() {
 // Sizes: ours is ~100x faster than the peers, so it publishes more messages
 // to run for a comparable, measurable time; rates are per message.
 func b1Sizes(cfg Config) (ours, peer int) {
-	return cfg.Size(1_000_000, 200_000, 2_000), cfg.Size(50_000, 10_000, 500)
+	return cfg.Size(1_000_000, 200_000, 2_000), cfg.Size(30_000, 10_000, 500)
 }
 
 func runB1(ctx context.Context, cfg Config) ([]Result, error) {

@@ -24,3 +24,5 @@ func BenchmarkB3FanOut(b *testing.B) {
 		b.Run("gochannel-"+n, func(b *testing.B) { BenchTrial(b, gochannelSetup(subs)) })
 	}
 }
+
+func BenchmarkB2DirectCall(b *testing.B) { BenchTrial(b, directSetup(1)) }

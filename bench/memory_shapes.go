@@ -95,6 +95,35 @@ func oursSetup(subs int) SetupFunc {
 	}
 }
 
+// directSetup is the floor of any synchronous dispatch: the publisher
+// calls subs no-op handlers (the same Tally mark) in a loop, no bus at all.
+// It is reported, not targeted: it shows what the bus itself costs.
+func directSetup(subs int) SetupFunc {
+	return func(ctx context.Context, n int) (*Trial, error) {
+		tally := NewTally(n, subs)
+		handlers := make([]eventbus.Handler, subs)
+		for s := range handlers {
+			handlers[s] = eventbus.HandlerFunc(func(_ context.Context, env eventbus.Envelope) error {
+				tally.Mark(s, seqOf(&env))
+				return nil
+			})
+		}
+		env := newMemEnvelope()
+		run := func(ctx context.Context) error {
+			for i := range n {
+				setSeq(&env, i)
+				for _, h := range handlers {
+					if err := h.Handle(ctx, env); err != nil {
+						return err
+					}
+				}
+			}
+			return ctx.Err()
+		}
+		return &Trial{Run: run, Tally: tally}, nil
+	}
+}
+
 // ---- raw channels ----
 
 // rawSetup is the physical floor: one buffered channel of Envelope per

@@ -197,3 +197,41 @@ func TestCasesOrderAndFilter(t *testing.T) {
 		t.Fatalf("filter matched %d", n)
 	}
 }
+
+func TestRunSuiteVerdicts(t *testing.T) {
+	t.Parallel()
+	lost := NewTally(2, 1)
+	lost.Mark(0, 0)
+	mkCase := func(id string, needs []string, res []Result, err error) Case {
+		return Case{ID: id, Name: id, Needs: needs, Run: func(context.Context, Config) ([]Result, error) { return res, err }}
+	}
+	good := Result{ID: "B90", Name: "good", Unit: "msg/s", Ours: 10, Peer: 1, Ratio: 10, Target: AtLeastX(10)}
+	incorrect := Result{ID: "B91", Name: "incorrect", Unit: "msg/s", Ours: 10, Peer: 1, Ratio: 10,
+		Failures: Series{Name: "ours", Samples: []Sample{{Check: lost.Check()}}}.Failures()}
+	cfg := Config{Mode: Full, Env: Env{}} // no servers
+	cases := []Case{
+		mkCase("B90", nil, []Result{good}, nil),
+		mkCase("B92", []string{"redis"}, nil, nil),
+		mkCase("B93", nil, nil, Skip("not here")),
+	}
+	rep := RunSuite(context.Background(), cfg, cases, nil)
+	if rep.Failed(Full) {
+		t.Fatalf("a good run with skips failed: %+v", rep)
+	}
+	if len(rep.Skipped) != 2 || len(rep.Results) != 1 {
+		t.Fatalf("report %+v", rep)
+	}
+	rep = RunSuite(context.Background(), cfg, []Case{mkCase("B91", nil, []Result{incorrect}, nil)}, nil)
+	if !rep.Failed(Full) {
+		t.Fatal("a lost id must fail the run")
+	}
+	var buf bytes.Buffer
+	WriteTable(&buf, cfg, rep)
+	if !strings.Contains(buf.String(), "INCORRECT") || !strings.Contains(buf.String(), "lost 1") {
+		t.Fatalf("table does not show the failure:\n%s", buf.String())
+	}
+	rep = RunSuite(context.Background(), cfg, []Case{mkCase("B94", nil, nil, errors.New("boom"))}, nil)
+	if !rep.Failed(Full) || rep.Errors["B94"] == nil {
+		t.Fatal("a case error must fail the run")
+	}
+}
