@@ -6,6 +6,7 @@ import (
 	"errors"
 	"math"
 	"regexp"
+	"runtime"
 	"strings"
 	"testing"
 	"time"
@@ -21,8 +22,20 @@ func TestCasesTiny(t *testing.T) {
 			if m := missingServers(env, c.Needs); m != "" {
 				t.Skipf("%s not reachable", m)
 			}
+			before := runtime.NumGoroutine()
 			ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
 			defer cancel()
+			defer func() {
+				// Every goroutine a case starts must be gone when Run returns
+				// (allowing the runtime a moment to reap exited ones).
+				deadline := time.Now().Add(5 * time.Second)
+				for runtime.NumGoroutine() > before && time.Now().Before(deadline) {
+					time.Sleep(10 * time.Millisecond)
+				}
+				if n := runtime.NumGoroutine(); n > before {
+					t.Errorf("%d goroutines left running (before: %d)", n-before, before)
+				}
+			}()
 			cfg := Config{Mode: Tiny, Env: env, RunTimeout: time.Minute}
 			res, err := c.Run(ctx, cfg)
 			if errors.Is(err, ErrCaseSkipped) {
