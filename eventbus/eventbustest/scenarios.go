@@ -244,7 +244,7 @@ func testRedelivery(t *testing.T, s *suite) {
 	ok := NewRecorder()
 	var instFailed atomic.Int64
 	failingHandler := eventbus.HandlerFunc(func(ctx context.Context, env eventbus.Envelope) error {
-		if instFailed.Load() < int64(perInstance) && failures.add(env.EventID) <= budget {
+		if instFailed.Load() < int64(perInstance) && failures.take(env.EventID, budget) {
 			instFailed.Add(1)
 			return ErrInjected
 		}

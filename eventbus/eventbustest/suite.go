@@ -417,14 +417,19 @@ type guard struct {
 	n  map[eventbus.EventID]int
 }
 
-func (g *guard) add(id eventbus.EventID) int {
+// take counts one more for id unless it reached limit; it reports whether
+// it counted.
+func (g *guard) take(id eventbus.EventID, limit int) bool {
 	g.mu.Lock()
 	defer g.mu.Unlock()
 	if g.n == nil {
 		g.n = make(map[eventbus.EventID]int)
 	}
+	if g.n[id] >= limit {
+		return false
+	}
 	g.n[id]++
-	return g.n[id]
+	return true
 }
 
 func (g *guard) max() int {
