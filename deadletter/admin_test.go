@@ -407,3 +407,15 @@ func TestAdminRedactsPayload(t *testing.T) {
 	require.Equal(t, http.StatusOK, res.code)
 	require.NotContains(t, res.raw, "s3cr3t-payload")
 }
+
+// A bad TrustedOrigins entry fails closed instead of being ignored.
+func TestAdminBadTrustedOriginFailsClosed(t *testing.T) {
+	t.Parallel()
+	b := setup(t, false)
+	a := &adminBundle{bundle: b, h: deadletter.NewAdminHandler(b.queue, deadletter.AdminConfig{
+		Authorize: authorize, TrustedOrigins: []string{"not an origin"}, Logger: slog.New(slog.DiscardHandler),
+	})}
+	res := a.do(t, http.MethodGet, "/records", "admin-token", "")
+	require.Equal(t, http.StatusInternalServerError, res.code)
+	require.Equal(t, "misconfigured", res.errCode())
+}
