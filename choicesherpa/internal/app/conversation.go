@@ -116,6 +116,11 @@ func (s *Service) SendMessage(ctx context.Context, cmd SendMessage) (*SendResult
 	}
 
 	err = s.uow.Do(ctx, func(ctx context.Context) error {
+		// Lock order as everywhere: cycle, then conversation.
+		c, err := s.repos.Cycles.Get(ctx, cmd.CycleID)
+		if err != nil {
+			return err
+		}
 		conv, err := s.repos.Conversations.Get(ctx, res.ConversationID)
 		if err != nil {
 			return err
@@ -138,10 +143,6 @@ func (s *Service) SendMessage(ctx context.Context, cmd SendMessage) (*SendResult
 				res.Extracted = out
 				summary, n := ai.Summarize(conv.ComponentType, out)
 				evs = append(evs, events.ConversationDataExtracted{ConversationKey: events.ConvKey(conv), ExtractionSummary: summary, ItemCount: n, ExtractedAt: now})
-				c, err := s.repos.Cycles.Get(ctx, conv.CycleID)
-				if err != nil {
-					return err
-				}
 				if comp, _ := c.Component(conv.ComponentType); c.Status == domain.CycleActive && comp.Status.AcceptsOutput() {
 					if _, err := c.UpdateOutput(conv.ComponentType, out, now); err == nil {
 						if err := s.repos.Cycles.Update(ctx, c); err != nil {

@@ -112,6 +112,17 @@ func (h *harness) waitFor(msg string, cond func() bool) {
 	}
 }
 
+// settle waits (bounded) until the outbox is drained: every event was
+// published and handled (a no-op in the embedded mode, which is synchronous).
+func (h *harness) settle() {
+	h.t.Helper()
+	h.waitFor("outbox drained", func() bool {
+		n, err := h.app.PendingEvents(context.Background())
+		require.NoError(h.t, err)
+		return n == 0
+	})
+}
+
 // answers is the offline facilitator script of a whole decision.
 var answers = map[domain.ComponentType]string{
 	domain.IssueRaising: "decision: Whether to accept the job offer in Berlin\nobjective: Grow my career\nuncertainty: Will the new team be good\nconsideration: Family is settled here",

@@ -2,6 +2,7 @@ package wiring
 
 import (
 	"encoding/json"
+	"sync"
 	"testing"
 	"unicode/utf8"
 
@@ -23,8 +24,11 @@ func TestJourneyCompleteDecision(t *testing.T) {
 		require.NoError(t, err)
 		c, err := h.app.Service.CreateCycle(ctx, sess.ID)
 		require.NoError(t, err)
+		var mu sync.Mutex
 		var updates []app.Update
 		cancel := h.app.Dashboard.OnUpdate(func(u app.Update) {
+			mu.Lock()
+			defer mu.Unlock()
 			if u.SessionID == sess.ID {
 				updates = append(updates, u)
 			}
@@ -106,6 +110,7 @@ func TestJourneyCompleteDecision(t *testing.T) {
 		}
 
 		// The dashboard followed along.
+		h.settle()
 		h.waitFor("dashboard complete", func() bool {
 			d, ok := h.app.Dashboard.Get(sess.ID)
 			return ok && len(d.Cycles) == 1 && d.Cycles[0].Status == domain.CycleCompleted && d.Cycles[0].DQ != nil
@@ -127,7 +132,13 @@ func TestJourneyCompleteDecision(t *testing.T) {
 		require.ErrorIs(t, err, domain.ErrForbidden)
 
 		// Live updates: one per applied event, sequence strictly increasing.
-		h.waitFor("live updates", func() bool { return len(updates) > 0 && updates[len(updates)-1].Sequence == d.Sequence })
+		h.waitFor("live updates", func() bool {
+			mu.Lock()
+			defer mu.Unlock()
+			return len(updates) > 0 && updates[len(updates)-1].Sequence == d.Sequence
+		})
+		mu.Lock()
+		defer mu.Unlock()
 		for i := 1; i < len(updates); i++ {
 			require.Equal(t, updates[i-1].Sequence+1, updates[i].Sequence)
 			require.NotEmpty(t, updates[i].UpdateType, updates[i].EventType)
@@ -220,6 +231,11 @@ func TestJourneyBranch(t *testing.T) {
 		d, _ := h.app.Dashboard.Get(sess.ID)
 		require.Equal(t, parent.ID, *d.Cycles[1].ParentCycleID)
 		require.Equal(t, domain.Objectives, *d.Cycles[1].BranchPoint)
+		h.waitFor("both cycles in the session's list", func() bool {
+			s, err := h.app.Service.GetSession(ctx, sess.ID)
+			require.NoError(t, err)
+			return len(s.CycleIDs) == 2
+		})
 		s, err := h.app.Service.GetSession(ctx, sess.ID)
 		require.NoError(t, err)
 		require.Equal(t, []uuid.UUID{parent.ID, child.ID}, s.CycleIDs)
@@ -257,6 +273,7 @@ func TestJourneyResumeDashboard(t *testing.T) {
 			return ok && d.Title == "Resumed" && len(d.Cycles) == 2 && d.Cycles[1].Pugh != nil &&
 				d.Cycles[0].Components[domain.Alternatives.Index()].Status == domain.NeedsRevision
 		})
+		h.settle()
 		incremental, _ := h.app.Dashboard.Get(sess.ID)
 		require.NotNil(t, incremental.Cycles[1].Pugh, "the branch inherited a complete consequences table")
 		require.NotNil(t, incremental.Cycles[0].Pugh, "the parent's consequences stay complete")

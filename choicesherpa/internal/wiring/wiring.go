@@ -13,6 +13,7 @@ import (
 	"log/slog"
 	"time"
 
+	ekpg "github.com/choicesherpa/eventkit/adapters/postgres"
 	"github.com/choicesherpa/eventkit/choicesherpa/internal/adapters/memory"
 	"github.com/choicesherpa/eventkit/choicesherpa/internal/ai"
 	"github.com/choicesherpa/eventkit/choicesherpa/internal/app"
@@ -40,8 +41,16 @@ type Config struct {
 	// Now is the clock. Defaults to app.DefaultNow.
 	Now func() time.Time
 	// RelayPollInterval is how often the outbox relay polls in the
-	// PostgreSQL mode. Defaults to DefaultRelayPollInterval.
+	// PostgreSQL mode (LISTEN/NOTIFY wakes it sooner). Defaults to
+	// DefaultRelayPollInterval.
 	RelayPollInterval time.Duration
+	// RelayRetryBackoff spaces the relay's retries of a row whose handlers
+	// failed. Defaults to outbox.DefaultRetryBackoff.
+	RelayRetryBackoff eventbus.Backoff
+	// NotifyChannel is the outbox wake-up channel. Defaults to
+	// postgres.DefaultNotifyChannel; give instances that share a database
+	// but not a schema their own.
+	NotifyChannel string
 }
 
 // DefaultRelayPollInterval is the relay's default poll interval.
@@ -56,6 +65,11 @@ type App struct {
 	// UnitOfWork is the unit of work the commands use.
 	UnitOfWork outbox.UnitOfWork
 
+	// Relay is the outbox relay (PostgreSQL mode; nil otherwise).
+	Relay *outbox.Relay
+
+	outbox  *ekpg.Outbox
+	stops   []func() error
 	subs    []eventbus.Subscription
 	closers []func() error
 }
@@ -113,6 +127,10 @@ func Build(ctx context.Context, cfg Config) (*App, error) {
 // Close stops the relay and the subscriptions and closes what Build created.
 func (a *App) Close() error {
 	var errs []error
+	for _, stop := range a.stops {
+		errs = append(errs, stop())
+	}
+	a.stops = nil
 	for _, s := range a.subs {
 		errs = append(errs, s.Close())
 	}

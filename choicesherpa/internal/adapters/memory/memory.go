@@ -92,7 +92,7 @@ func (u *UnitOfWork) Do(ctx context.Context, fn func(ctx context.Context) error)
 	}
 	u.store.commitMu.Lock()
 	t := &tx{staged: newState()}
-	cctx, col, _ := outbox.NewCollector(context.WithValue(ctx, txKey{}, t))
+	cctx, col := outbox.WithNewCollector(context.WithValue(ctx, txKey{}, t))
 	err := fn(cctx)
 	if err == nil {
 		u.store.apply(t)

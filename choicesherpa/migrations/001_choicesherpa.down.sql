@@ -1,0 +1,5 @@
+DROP TABLE IF EXISTS messages;
+DROP TABLE IF EXISTS conversations;
+DROP TABLE IF EXISTS components;
+DROP TABLE IF EXISTS cycles;
+DROP TABLE IF EXISTS sessions;
