@@ -352,6 +352,7 @@ func (r *Relay) RunOnce(ctx context.Context) (claimed int, progressed bool, err 
 	defer cancel()
 	start := time.Now()
 	var stats BatchStats
+	outage := false
 	n, err := r.cfg.Store.Claim(bctx, r.cfg.BatchSize, func(ctx context.Context, recs []Record) Outcome {
 		var oldest time.Time
 		for i := range recs {
@@ -359,7 +360,8 @@ func (r *Relay) RunOnce(ctx context.Context) (claimed int, progressed bool, err 
 				oldest = recs[i].CreatedAt
 			}
 		}
-		out := r.process(ctx, recs)
+		var out Outcome
+		out, outage = r.process(ctx, recs)
 		stats = BatchStats{Claimed: len(recs), Published: len(out.Published), Failed: len(out.Failed)}
 		if !oldest.IsZero() {
 			stats.OldestAge = max(start.Sub(oldest), 0)
@@ -396,8 +398,21 @@ func (r *Relay) RunOnce(ctx context.Context) (claimed int, progressed bool, err 
 			r.cfg.Hooks.OnLag(ctx, stats.OldestAge)
 		}
 	}
+	if outage {
+		return n, false, fmt.Errorf("%w: %d rows in a row failed", ErrPublisherUnavailable, stats.Failed)
+	}
 	return n, stats.Published+stats.Failed > 0, nil
 }
+
+// ErrPublisherUnavailable is returned by RunOnce when a batch failed and the
+// first rows retried one by one all failed too: the publisher is taken to be
+// down, the rest of the batch is released untouched and Run waits
+// ErrorBackoff before the next claim, instead of trying every row.
+var ErrPublisherUnavailable = errors.New("outbox: publisher unavailable")
+
+// outageProbe is how many rows, tried one by one after a failed batch, must
+// all fail for the publisher to be taken as down.
+const outageProbe = 3
 
 type aggKey struct{ typ, id string }
 
@@ -405,10 +420,10 @@ type aggKey struct{ typ, id string }
 // The whole batch goes to Publish in one call; if that fails, rows are
 // published one by one so that a poison row only fails itself, and a failed
 // row holds back the later rows of its aggregate.
-func (r *Relay) process(ctx context.Context, recs []Record) Outcome {
+func (r *Relay) process(ctx context.Context, recs []Record) (Outcome, bool) {
 	var out Outcome
 	if len(recs) == 0 {
-		return out
+		return out, false
 	}
 	envs := make([]eventbus.Envelope, len(recs))
 	for i := range recs {
@@ -420,7 +435,7 @@ func (r *Relay) process(ctx context.Context, recs []Record) Outcome {
 			out.Published[i] = recs[i].ID
 		}
 		r.beforeMark(ctx, envs)
-		return out
+		return out, false
 	}
 	blocked := map[aggKey]bool{}
 	var ok []eventbus.Envelope
@@ -429,6 +444,10 @@ func (r *Relay) process(ctx context.Context, recs []Record) Outcome {
 		k := aggKey{rec.Envelope.AggregateType, rec.Envelope.AggregateID}
 		if blocked[k] {
 			continue // released: retried after the row it waits for
+		}
+		if len(out.Published) == 0 && len(out.Failed) >= outageProbe {
+			r.beforeMark(ctx, ok)
+			return out, true // the rest is released untouched
 		}
 		err := r.publish(ctx, rec.Envelope)
 		if err == nil {
@@ -456,7 +475,7 @@ func (r *Relay) process(ctx context.Context, recs []Record) Outcome {
 		}
 	}
 	r.beforeMark(ctx, ok)
-	return out
+	return out, false
 }
 
 func (r *Relay) beforeMark(ctx context.Context, envs []eventbus.Envelope) {

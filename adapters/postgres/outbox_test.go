@@ -345,14 +345,14 @@ func TestO3ThreeRelaysKeepAggregateOrder(t *testing.T) {
 	relays := make([]*outbox.Relay, 3)
 	for i := range relays {
 		pub := eventbus.Publisher(publisherFunc(func(ctx context.Context, envs ...eventbus.Envelope) error {
-			time.Sleep(time.Millisecond) // make overlap likely
+			time.Sleep(3 * time.Millisecond) // make overlap likely
 			mu.Lock()
 			log = append(log, envs...)
 			perRelay[i] += len(envs)
 			mu.Unlock()
 			return nil
 		}))
-		relays[i] = startRelay(t, outbox.RelayConfig{Store: b.ob, Publisher: pub, BatchSize: 20, PollInterval: 50 * time.Millisecond})
+		relays[i] = startRelay(t, outbox.RelayConfig{Store: b.ob, Publisher: pub, BatchSize: 20, PollInterval: 10 * time.Millisecond})
 	}
 	require.Eventually(t, func() bool {
 		mu.Lock()
@@ -518,4 +518,71 @@ func TestO6LostNotify(t *testing.T) {
 	rec.waitCount(t, poll, 102)
 	require.Less(t, time.Since(t0), poll/2, "woken through the new LISTEN connection")
 	b.requireDrained(t)
+}
+
+// O5: the broker is down while writes keep committing: no write fails, the
+// relay backs off (at most 2 claim attempts per second once backed off),
+// then the backlog drains with nothing lost and the lag returns to 0.
+func TestO5BrokerOutageBacklog(t *testing.T) {
+	t.Parallel()
+	b := setup(t)
+	ctx := context.Background()
+	outage := 3 * time.Second
+	if full() {
+		outage = 30 * time.Second
+	}
+	writes := size(3000)
+	var down atomic.Bool
+	down.Store(true)
+	var mu sync.Mutex
+	var batchCalls []time.Time
+	rec := newRecorder()
+	pub := publisherFunc(func(ctx context.Context, envs ...eventbus.Envelope) error {
+		if down.Load() {
+			if len(envs) > 1 {
+				mu.Lock()
+				batchCalls = append(batchCalls, time.Now())
+				mu.Unlock()
+			}
+			return errors.New("broker unavailable: connection refused")
+		}
+		return rec.Publish(ctx, envs...)
+	})
+	relay := startRelay(t, outbox.RelayConfig{Store: b.ob, Publisher: pub, PollInterval: 200 * time.Millisecond, MaxAttempts: 100,
+		RetryBackoff: eventbus.Backoff{Initial: 200 * time.Millisecond, Max: time.Second}})
+	start := time.Now()
+	for i := range writes {
+		b.write(t, newEnv(fmt.Sprintf("o5-%d", i%50), i))
+		if wait := time.Duration(i+1) * outage / time.Duration(writes); time.Since(start) < wait {
+			time.Sleep(wait - time.Since(start))
+		}
+	}
+	if d := outage - time.Since(start); d > 0 {
+		time.Sleep(d)
+	}
+	mu.Lock()
+	late := 0
+	for _, c := range batchCalls {
+		if c.Sub(start) > outage/2 {
+			late++
+		}
+	}
+	total := len(batchCalls)
+	mu.Unlock()
+	rate := float64(late) / (outage / 2).Seconds()
+	t.Logf("outage %v: %d batch attempts in all, %.1f/s in its second half", outage, total, rate)
+	require.LessOrEqual(t, rate, 2.0, "relay backs off during the outage")
+	lag, err := relay.Lag(ctx)
+	require.NoError(t, err)
+	require.Greater(t, lag, time.Duration(0), "the backlog shows as lag")
+
+	down.Store(false)
+	rec.waitCount(t, 60*time.Second, writes)
+	require.Equal(t, writes, uniqueIDs(rec.snapshot()), "0 lost")
+	b.requireDrained(t)
+	require.Equal(t, 0, b.count(t, "quarantined_at IS NOT NULL"))
+	require.Eventually(t, func() bool {
+		lag, err := relay.Lag(ctx)
+		return err == nil && lag == 0
+	}, 10*time.Second, 50*time.Millisecond, "lag returns to 0")
 }
