@@ -53,6 +53,8 @@ type subscription struct {
 	retries   []*delivery // sorted by due
 	retryWake chan struct{}
 
+	nogroupLogged bool // reader goroutine only: one log line per NOGROUP incident
+
 	closeOnce sync.Once
 	closeErr  error
 	done      chan struct{}
@@ -353,9 +355,9 @@ func (s *subscription) onSuccess(es *errorState, what string) {
 // recreateGroups handles NOGROUP (Redis restarted without persistence, or
 // the stream was deleted): the groups are created again, with backoff.
 func (s *subscription) recreateGroups(es *errorState) bool {
-	if !es.logged {
+	if !s.nogroupLogged {
 		s.bus.log.Warn("redisstream: consumer group missing (NOGROUP); re-creating it", "group", s.name)
-		es.logged = true
+		s.nogroupLogged = true
 	}
 	for {
 		ctx, cancel := context.WithTimeout(s.readCtx, s.bus.cfg.WriteTimeout)
@@ -444,6 +446,10 @@ func (s *subscription) readLoop() {
 			continue
 		}
 		s.onSuccess(&es, "read")
+		if s.nogroupLogged {
+			s.nogroupLogged = false
+			s.bus.log.Info("redisstream: consumer group re-created", "group", s.name)
+		}
 		used := 0
 		for _, xs := range res {
 			if len(xs.Messages) == 0 {

@@ -1,0 +1,358 @@
+package redisstream
+
+import (
+	"context"
+	"log/slog"
+	"os"
+	"os/exec"
+	"runtime"
+	"strconv"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/redis/go-redis/v9"
+	"github.com/stretchr/testify/require"
+
+	"github.com/choicesherpa/eventkit/eventbus"
+	"github.com/choicesherpa/eventkit/internal/faultproxy"
+	"github.com/choicesherpa/eventkit/internal/testinfra"
+)
+
+const redisServerBin = "/usr/bin/redis-server"
+
+// throwaway is a redis-server of the test's own, on a free port in a temp
+// dir; the shared server is never touched.
+type throwaway struct {
+	t    *testing.T
+	port int
+	dir  string
+	args []string
+	cmd  *exec.Cmd
+}
+
+func startThrowaway(t *testing.T, args ...string) *throwaway {
+	t.Helper()
+	bin := redisServerBin
+	if _, err := os.Stat(bin); err != nil {
+		if p, err := exec.LookPath("redis-server"); err == nil {
+			bin = p
+		} else if testinfra.InCI() {
+			t.Fatalf("redis-server not found: %v", err)
+		} else {
+			t.Skip("redis-server not installed")
+		}
+	}
+	s := &throwaway{t: t, port: testinfra.FreePort(t), dir: t.TempDir(), args: args}
+	s.start(bin)
+	t.Cleanup(s.kill)
+	return s
+}
+
+func (s *throwaway) addr() string { return "127.0.0.1:" + strconv.Itoa(s.port) }
+
+func (s *throwaway) start(bin string) {
+	s.t.Helper()
+	args := append([]string{"--port", strconv.Itoa(s.port), "--bind", "127.0.0.1", "--dir", s.dir, "--daemonize", "no", "--logfile", ""}, s.args...)
+	s.cmd = exec.Command(bin, args...)
+	require.NoError(s.t, s.cmd.Start())
+	c := redis.NewClient(&redis.Options{Addr: s.addr(), MaxRetries: -1})
+	defer c.Close()
+	deadline := time.Now().Add(10 * time.Second)
+	for {
+		ctx, cancel := context.WithTimeout(context.Background(), 200*time.Millisecond)
+		err := c.Ping(ctx).Err()
+		cancel()
+		if err == nil {
+			return
+		}
+		if time.Now().After(deadline) {
+			s.t.Fatalf("throwaway redis on %s did not start: %v", s.addr(), err)
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+}
+
+// kill9 kills the server like a crash.
+func (s *throwaway) kill() {
+	if s.cmd != nil && s.cmd.Process != nil {
+		_ = s.cmd.Process.Signal(syscall.SIGKILL)
+		_ = s.cmd.Wait()
+		s.cmd = nil
+	}
+}
+
+func (s *throwaway) restart() {
+	s.kill()
+	s.start(redisServerBin)
+}
+
+func throwawayClient(t *testing.T, addr string) *redis.Client {
+	c := redis.NewClient(&redis.Options{
+		Addr: addr, DialTimeout: 500 * time.Millisecond, ReadTimeout: time.Second, WriteTimeout: time.Second,
+		PoolSize: 40, MaxRetries: 1, MinRetryBackoff: 50 * time.Millisecond, MaxRetryBackoff: 200 * time.Millisecond,
+	})
+	t.Cleanup(func() { _ = c.Close() })
+	return c
+}
+
+// countingHandler counts log records whose message contains a substring.
+type countingHandler struct {
+	slog.Handler
+	sub string
+	n   *atomic.Int64
+}
+
+func (h countingHandler) Handle(ctx context.Context, r slog.Record) error {
+	if strings.Contains(r.Message, h.sub) {
+		h.n.Add(1)
+	}
+	return h.Handler.Handle(ctx, r)
+}
+
+func (h countingHandler) WithAttrs(as []slog.Attr) slog.Handler {
+	return countingHandler{h.Handler.WithAttrs(as), h.sub, h.n}
+}
+
+func cpuTime() time.Duration {
+	var ru syscall.Rusage
+	_ = syscall.Getrusage(syscall.RUSAGE_SELF, &ru)
+	return time.Duration(ru.Utime.Nano() + ru.Stime.Nano())
+}
+
+// C4: Redis restarts without persistence: consumers see NOGROUP, re-create
+// the group (logging it once), keep consuming, and stay cheap while Redis
+// is down or idle. Not parallel: it measures this process's CPU time.
+func TestRedisRestartWithoutPersistence(t *testing.T) {
+	srv := startThrowaway(t, "--save", "", "--appendonly", "no")
+	rdb := throwawayClient(t, srv.addr())
+	ctx := ctxT(t)
+	var nogroupLogs atomic.Int64
+	c := fastConfig("c4:events")
+	c.Block = 500 * time.Millisecond
+	c.Logger = slog.New(countingHandler{slog.NewTextHandler(devNull(t), nil), "NOGROUP", &nogroupLogs})
+	b, err := New(rdb, c)
+	require.NoError(t, err)
+	defer b.Close()
+	rec := newRecorder(20, nil)
+	_, err = b.Subscribe(ctx, "g", rec)
+	require.NoError(t, err)
+	envs := mkEnvs(t, 20)
+	require.NoError(t, b.Publish(ctx, envs[:10]...))
+	eventually(t, 10*time.Second, func() bool { return rec.count() == 10 }, "first half")
+
+	srv.kill()
+	// Down for 2s: the subscription backs off instead of spinning.
+	cpu0 := cpuTime()
+	time.Sleep(2 * time.Second)
+	downCPU := cpuTime() - cpu0
+	srv.start(redisServerBin)
+
+	// Publish after the restart; the group is re-created and gets it.
+	var pubErr error
+	for range 50 {
+		if pubErr = b.Publish(ctx, envs[10:]...); pubErr == nil {
+			break
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
+	require.NoError(t, pubErr)
+	rec.wait(t, 10*time.Second)
+	requirePendingZero(t, rdb, "c4:events", "g")
+	require.EqualValues(t, 1, nogroupLogs.Load(), "NOGROUP is logged once")
+	require.Greater(t, b.counters.groupsMade.Load(), int64(1), "the group was re-created")
+
+	cpu1 := cpuTime()
+	time.Sleep(2 * time.Second)
+	idleCPU := cpuTime() - cpu1
+	t.Logf("CPU while Redis was down: %s per 2s; idle: %s per 2s", downCPU, idleCPU)
+	require.Less(t, downCPU, 200*time.Millisecond, "< 10%% of a core while Redis is down")
+	require.Less(t, idleCPU, 200*time.Millisecond, "< 10%% of a core while idle")
+}
+
+func devNull(t *testing.T) *os.File {
+	f, err := os.OpenFile(os.DevNull, os.O_WRONLY, 0)
+	require.NoError(t, err)
+	t.Cleanup(func() { f.Close() })
+	return f
+}
+
+// C3: Redis with appendfsync always is killed and restarted twice during
+// the publishes: every publish that returned success is received at least
+// once; failing publishes fail within a bound; consumers resume on their own.
+func TestRedisCrashDuringPublishes(t *testing.T) {
+	t.Parallel()
+	srv := startThrowaway(t, "--appendonly", "yes", "--appendfsync", "always", "--save", "")
+	rdb := throwawayClient(t, srv.addr())
+	ctx := ctxT(t)
+	c := fastConfig("c3:events")
+	c.WriteTimeout = 2 * time.Second
+	b, err := New(rdb, c)
+	require.NoError(t, err)
+	defer b.Close()
+	total := size(10000)
+	var mu sync.Mutex
+	received := map[eventbus.EventID]int{}
+	_, err = b.Subscribe(ctx, "g", eventbus.HandlerFunc(func(_ context.Context, env eventbus.Envelope) error {
+		mu.Lock()
+		received[env.EventID]++
+		mu.Unlock()
+		return nil
+	}))
+	require.NoError(t, err)
+
+	var published atomic.Int64
+	var okIDs sync.Map
+	var slowFail atomic.Int64
+	var failed atomic.Int64
+	const publishers = 100
+	per := total / publishers
+	var wg sync.WaitGroup
+	for p := range publishers {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for i := range per {
+				env := mkEnv(t, i, "p"+strconv.Itoa(p))
+				pctx, cancel := context.WithTimeout(ctx, 3*time.Second)
+				start := time.Now()
+				err := b.Publish(pctx, env)
+				cancel()
+				if err != nil {
+					failed.Add(1)
+					if time.Since(start) > 4*time.Second {
+						slowFail.Add(1)
+					}
+					continue
+				}
+				okIDs.Store(env.EventID, true)
+				published.Add(1)
+			}
+		}()
+	}
+	var restarts []time.Time
+	for _, frac := range []int{3, 2} {
+		eventually(t, time.Minute, func() bool { return published.Load() >= int64(total/frac) }, "publishing stalled")
+		srv.kill()
+		time.Sleep(200 * time.Millisecond)
+		srv.start(redisServerBin)
+		restarts = append(restarts, time.Now())
+	}
+	wg.Wait()
+	require.Zero(t, slowFail.Load(), "failing publishes return within a bounded time")
+	// Every successful publish is received at least once.
+	var want []eventbus.EventID
+	okIDs.Range(func(k, _ any) bool { want = append(want, k.(eventbus.EventID)); return true })
+	eventually(t, 30*time.Second, func() bool {
+		mu.Lock()
+		defer mu.Unlock()
+		for _, id := range want {
+			if received[id] == 0 {
+				return false
+			}
+		}
+		return true
+	}, "not every accepted event was received")
+	// Consumers resume on their own within 5s of a restart.
+	srv.restart()
+	restarted := time.Now()
+	marker := mkEnv(t, -1, "marker")
+	require.Eventually(t, func() bool { return b.Publish(ctx, marker) == nil }, 5*time.Second, 50*time.Millisecond)
+	eventually(t, 5*time.Second, func() bool {
+		mu.Lock()
+		defer mu.Unlock()
+		return received[marker.EventID] > 0
+	}, "consumer did not resume")
+	t.Logf("consumer resumed %s after the restart", time.Since(restarted))
+	_ = restarts
+	t.Logf("accepted %d, failed %d of %d publishes", len(want), failed.Load(), total)
+	require.GreaterOrEqual(t, len(want), total/2)
+}
+
+// C5: network faults between the bus and Redis (reset, a 2s blackhole,
+// 500ms latency, CLIENT KILL on the throwaway server): nothing is lost,
+// reconnects are rate-limited and goroutines do not grow.
+func TestNetworkFaults(t *testing.T) {
+	t.Parallel()
+	srv := startThrowaway(t, "--save", "", "--appendonly", "no")
+	proxy, err := faultproxy.New(srv.addr())
+	require.NoError(t, err)
+	defer proxy.Close()
+	rdb := throwawayClient(t, proxy.Addr())
+	admin := throwawayClient(t, srv.addr())
+	ctx := ctxT(t)
+	c := fastConfig("c5:events")
+	c.WriteTimeout = 2 * time.Second
+	c.HandlerTimeout = 500 * time.Millisecond
+	c.MinIdle = 3 * time.Second
+	b, err := New(rdb, c)
+	require.NoError(t, err)
+	defer b.Close()
+	total := size(2000)
+	rec := newRecorder(total, nil)
+	_, err = b.Subscribe(ctx, "g", rec)
+	require.NoError(t, err)
+	baseG := runtime.NumGoroutine()
+
+	// Publishers retry until accepted, as the outbox relay does.
+	envs := mkEnvs(t, total)
+	var next atomic.Int64
+	var wg sync.WaitGroup
+	for range 8 {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for {
+				i := int(next.Add(1)) - 1
+				if i >= total {
+					return
+				}
+				for {
+					pctx, cancel := context.WithTimeout(ctx, 3*time.Second)
+					err := b.Publish(pctx, envs[i])
+					cancel()
+					if err == nil {
+						break
+					}
+					if ctx.Err() != nil {
+						return
+					}
+					time.Sleep(50 * time.Millisecond)
+				}
+				time.Sleep(time.Millisecond)
+			}
+		}()
+	}
+	step := func(name string, f func()) {
+		t.Logf("fault: %s", name)
+		f()
+		time.Sleep(300 * time.Millisecond)
+	}
+	step("reset", proxy.Reset)
+	var accDuring int64
+	step("blackhole 2s", func() {
+		a0 := proxy.Accepted()
+		proxy.Blackhole(true)
+		time.Sleep(2 * time.Second)
+		accDuring = proxy.Accepted() - a0
+		proxy.Blackhole(false)
+	})
+	step("latency 500ms", func() {
+		proxy.SetLatency(500 * time.Millisecond)
+		time.Sleep(2 * time.Second)
+		proxy.SetLatency(0)
+	})
+	step("client kill", func() {
+		require.NoError(t, admin.Do(ctx, "CLIENT", "KILL", "TYPE", "normal", "SKIPME", "yes").Err())
+	})
+	wg.Wait()
+	rec.wait(t, time.Minute)
+	requirePendingZero(t, admin, "c5:events", "g")
+	t.Logf("connections accepted during the 2s blackhole: %d", accDuring)
+	require.LessOrEqual(t, accDuring, int64(60), "reconnects are rate-limited")
+	eventually(t, 10*time.Second, func() bool { return runtime.NumGoroutine() <= baseG+10 },
+		"goroutines grew: %d -> %d", baseG, runtime.NumGoroutine())
+}
