@@ -44,7 +44,10 @@ type Features struct {
 	MultiInstance bool
 	// ConsumerGroups is set when subscriptions that share a name compete
 	// (each event goes to one of them) while different names each get every
-	// event. Defaults to false: only the fan-out half is checked.
+	// event. With MultiInstance the competing subscriptions are made on
+	// separate buses (one per consumer, as separate processes would), so a
+	// bus may refuse a name twice; without it they are made on one bus.
+	// Defaults to false: only the fan-out half is checked.
 	ConsumerGroups bool
 	// Redelivery is set when a handler error makes the bus deliver the event
 	// again later (a durable bus). When false, the suite expects a
