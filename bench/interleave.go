@@ -19,6 +19,9 @@ type Sample struct {
 	AllocsPerOp float64
 	// Check is the run's correctness verdict.
 	Check Check
+	// Extra holds further figures of the run by name ("p99_ms",
+	// "p999_ms", "rss_kb_per_conn"); see Series.MedianExtra.
+	Extra map[string]float64
 }
 
 // Contender is one side of a comparison: ours or a peer.
@@ -55,6 +58,32 @@ func (s Series) MedianAllocs() float64 {
 		out[i] = x.AllocsPerOp
 	}
 	return Median(out)
+}
+
+// MedianExtra is the median of the samples' Extra[key] (NaN when no
+// sample has it).
+func (s Series) MedianExtra(key string) float64 {
+	var out []float64
+	for _, x := range s.Samples {
+		if v, ok := x.Extra[key]; ok {
+			out = append(out, v)
+		}
+	}
+	return Median(out)
+}
+
+// ExtraSeries returns a copy of s whose Values are Extra[key], for
+// Compare on a secondary figure (NaN where a sample lacks it).
+func (s Series) ExtraSeries(key string) Series {
+	out := Series{Name: s.Name, Samples: slices.Clone(s.Samples)}
+	for i := range out.Samples {
+		v, ok := out.Samples[i].Extra[key]
+		if !ok {
+			v = math.NaN()
+		}
+		out.Samples[i].Value = v
+	}
+	return out
 }
 
 // Failures lists every failed correctness check, labelled by contender and

@@ -20,6 +20,8 @@ type Report struct {
 	Skipped map[string]string
 	// Errors maps case IDs to the error that stopped them.
 	Errors map[string]error
+	// Started is when the run began.
+	Started time.Time
 	// Elapsed is the wall time of the whole run.
 	Elapsed time.Duration
 }
@@ -45,8 +47,8 @@ func RunSuite(ctx context.Context, cfg Config, cases []Case, progress io.Writer)
 	if progress == nil {
 		progress = io.Discard
 	}
-	rep := Report{Skipped: map[string]string{}, Errors: map[string]error{}}
 	start := time.Now()
+	rep := Report{Skipped: map[string]string{}, Errors: map[string]error{}, Started: start}
 	for _, c := range cases {
 		if missing := missingServers(cfg.Env, c.Needs); missing != "" {
 			rep.Skipped[c.ID] = missing + " not reachable"
@@ -93,7 +95,7 @@ func missingServers(e Env, needs []string) string {
 func WriteTable(w io.Writer, cfg Config, rep Report) {
 	cfg = cfg.WithDefaults()
 	fmt.Fprintf(w, "eventkit bench  %s  mode: %s  rounds: %d (interleaved, median of per-round ratios)\n",
-		time.Now().UTC().Format(time.RFC3339), cfg.Mode, cfg.Rounds)
+		started(rep).UTC().Format(time.RFC3339), cfg.Mode, cfg.Rounds)
 	cfg.Env.WriteHeader(w)
 	if cfg.Mode == Short {
 		fmt.Fprintln(w, "short mode: targets are judged at their CI floors (half a throughput bar, twice a cost bar)")
@@ -147,6 +149,13 @@ func WriteTable(w io.Writer, cfg Config, rep Report) {
 		verdict = "FAILED"
 	}
 	fmt.Fprintf(w, "\n%s in %s\n", verdict, rep.Elapsed.Round(time.Millisecond))
+}
+
+func started(rep Report) time.Time {
+	if rep.Started.IsZero() {
+		return time.Now()
+	}
+	return rep.Started
 }
 
 func dedupe(xs []string) []string {
