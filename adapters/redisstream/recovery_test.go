@@ -474,3 +474,41 @@ func TestStartStopStress(t *testing.T) {
 	require.NoError(t, b.Close())
 	require.NoError(t, f.rdb.Ping(ctx).Err())
 }
+
+// Q1: a crash between the DLQ write and the ack (seeded: the record exists,
+// the entry is still pending and out of deliveries) yields one record, not
+// two, and the entry is acked without calling the handler again.
+func TestDeadLetterWrittenButNotAcked(t *testing.T) {
+	t.Parallel()
+	f := setup(t)
+	ctx := ctxT(t)
+	env := mkEnv(t, 1, "a")
+	pub := f.bus(t, nil)
+	require.NoError(t, pub.Publish(ctx, env))
+	msgs := readRaw(t, f.rdb, f.stream, "g", "crashed", 1)
+	for range 4 { // delivery count 5 = MaxDeliveries
+		require.NoError(t, f.rdb.XClaim(ctx, &redis.XClaimArgs{Stream: f.stream, Group: "g", Consumer: "crashed", Messages: []string{msgs[0].ID}}).Err())
+	}
+	e := env
+	require.NoError(t, f.dlq.Put(ctx, deadletter.Record{
+		ID: deadletter.RecordID("g", env.EventID.String()), Envelope: &e, EventID: env.EventID.String(), EventType: env.EventType,
+		Handler: "g", Source: f.stream, SourceID: msgs[0].ID, Reason: deadletter.ReasonMaxDeliveries, Attempts: 5,
+		LastError: "broken", FirstFailedAt: time.Now().UTC(), LastFailedAt: time.Now().UTC(), Status: deadletter.StatusDead,
+	}))
+	c := f.config()
+	c.MaxDeliveries = 5
+	c.HandlerTimeout = 200 * time.Millisecond
+	c.MinIdle = 500 * time.Millisecond
+	b := f.bus(t, c)
+	var calls atomic.Int64
+	_, err := b.Subscribe(ctx, "g", eventbus.HandlerFunc(func(context.Context, eventbus.Envelope) error {
+		calls.Add(1)
+		return nil
+	}))
+	require.NoError(t, err)
+	requirePendingZero(t, f.rdb, f.stream, "g")
+	n, err := f.dlq.Count(ctx, deadletter.Filter{})
+	require.NoError(t, err)
+	require.Equal(t, 1, n, "deduplicated by (handler, event id)")
+	require.Zero(t, calls.Load(), "out of deliveries: straight to the DLQ")
+}
