@@ -109,7 +109,9 @@ func TestAnalysisTriggerIsIdempotent(t *testing.T) {
 
 type failingAI struct{ err error }
 
-func (f failingAI) Complete(context.Context, ai.Request) (ai.Response, error) { return ai.Response{}, f.err }
+func (f failingAI) Complete(context.Context, ai.Request) (ai.Response, error) {
+	return ai.Response{}, f.err
+}
 func (f failingAI) Stream(context.Context, ai.Request, func(string) error) (ai.Response, error) {
 	return ai.Response{}, f.err
 }
