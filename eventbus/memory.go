@@ -90,13 +90,17 @@ func (b *InMemoryBus) Publish(ctx context.Context, envs ...Envelope) error {
 	if b.closed.Load() {
 		return ErrClosed
 	}
+	// Validate the whole batch first: a bad envelope rejects the call before
+	// any of its events reach a handler.
+	for i := range envs {
+		if err := validateHeader(&envs[i]); err != nil {
+			b.hooks.publish(ctx, envs[i], err)
+			return err
+		}
+	}
 	var errs []error
 	for i := range envs {
 		env := &envs[i]
-		if err := validateHeader(env); err != nil {
-			b.hooks.publish(ctx, *env, err)
-			return err
-		}
 		if err := ctx.Err(); err != nil {
 			return fmt.Errorf("eventbus: publish %s %s: %w", env.EventType, env.EventID, err)
 		}

@@ -587,3 +587,26 @@ func TestInMemoryWaitFor(t *testing.T) {
 	_, err = bus.WaitForCount(short, "order.placed.v1", 100)
 	require.ErrorIs(t, err, context.DeadlineExceeded)
 }
+
+func TestInMemoryPublishRejectsBatchWithInvalidEnvelopeBeforeDelivering(t *testing.T) {
+	t.Parallel()
+	bus := eventbus.NewInMemoryBus(nil)
+	ctx := context.Background()
+	var delivered int
+	if _, err := bus.Subscribe(ctx, "h", eventbus.HandlerFunc(func(context.Context, eventbus.Envelope) error {
+		delivered++
+		return nil
+	})); err != nil {
+		t.Fatal(err)
+	}
+	good := eventbus.MustEnvelope(ctx, benchEvent{ID: "a"})
+	bad := good
+	bad.EventID = eventbus.EventID{}
+	err := bus.Publish(ctx, good, bad)
+	if !errors.Is(err, eventbus.ErrInvalidEnvelope) {
+		t.Fatalf("Publish = %v, want ErrInvalidEnvelope", err)
+	}
+	if delivered != 0 || bus.Count() != 0 {
+		t.Fatalf("delivered %d, recorded %d; want nothing from a rejected batch", delivered, bus.Count())
+	}
+}
