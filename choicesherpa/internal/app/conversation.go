@@ -51,6 +51,10 @@ func (s *Service) ensureConversation(ctx context.Context, c *domain.Cycle, comp 
 		return nil, err
 	}
 	if err := s.repos.Conversations.Create(ctx, conv); err != nil {
+		if errors.Is(err, domain.ErrConflict) {
+			// The ConversationInitHandler created it meanwhile: use that one.
+			return s.repos.Conversations.GetByComponent(ctx, comp.ID)
+		}
 		return nil, err
 	}
 	return conv, outbox.Raise(ctx, events.ConversationStarted{ConversationKey: events.ConvKey(conv), StartedAt: now})

@@ -19,6 +19,18 @@ type harness struct {
 	bus   *eventbus.InMemoryBus
 	user  string
 	async bool // events reach handlers through the outbox relay
+	// pub publishes to the bus the handlers listen on (defaults to bus).
+	pub eventbus.Publisher
+	// drained reports whether the bus has delivered everything (nil: it
+	// is synchronous).
+	drained func() bool
+}
+
+func (h *harness) publisher() eventbus.Publisher {
+	if h.pub != nil {
+		return h.pub
+	}
+	return h.bus
 }
 
 // modes lists the wiring modes every scenario runs on.
@@ -116,11 +128,12 @@ func (h *harness) waitFor(msg string, cond func() bool) {
 // published and handled (a no-op in the embedded mode, which is synchronous).
 func (h *harness) settle() {
 	h.t.Helper()
-	h.waitFor("outbox drained", func() bool {
+	quiet := func() bool {
 		n, err := h.app.PendingEvents(context.Background())
 		require.NoError(h.t, err)
-		return n == 0
-	})
+		return n == 0 && (h.drained == nil || h.drained())
+	}
+	h.waitFor("outbox and bus drained", func() bool { return quiet() && quiet() })
 }
 
 // answers is the offline facilitator script of a whole decision.

@@ -2,6 +2,7 @@ package wiring
 
 import (
 	"encoding/json"
+	"sort"
 	"sync"
 	"testing"
 	"unicode/utf8"
@@ -135,10 +136,12 @@ func TestJourneyCompleteDecision(t *testing.T) {
 		h.waitFor("live updates", func() bool {
 			mu.Lock()
 			defer mu.Unlock()
+			sort.Slice(updates, func(i, j int) bool { return updates[i].Sequence < updates[j].Sequence })
 			return len(updates) > 0 && updates[len(updates)-1].Sequence == d.Sequence
 		})
 		mu.Lock()
 		defer mu.Unlock()
+		sort.Slice(updates, func(i, j int) bool { return updates[i].Sequence < updates[j].Sequence })
 		for i := 1; i < len(updates); i++ {
 			require.Equal(t, updates[i-1].Sequence+1, updates[i].Sequence)
 			require.NotEmpty(t, updates[i].UpdateType, updates[i].EventType)

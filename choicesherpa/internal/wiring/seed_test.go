@@ -110,7 +110,8 @@ func TestSeedCycleListUpdatesOnCycleCreation(t *testing.T) {
 		})
 
 		// A redelivered cycle.created changes nothing and raises nothing.
-		require.NoError(t, h.bus.Publish(context.Background(), created))
+		require.NoError(t, h.publisher().Publish(context.Background(), created))
+		h.settle()
 		s, err := h.app.Service.GetSession(ctx, sess.ID)
 		require.NoError(t, err)
 		require.Len(t, s.CycleIDs, 2)

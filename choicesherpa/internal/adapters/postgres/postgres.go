@@ -5,7 +5,7 @@
 // or idempotent handler running under ctx (eventkit's
 // adapters/postgres.TxFromContext), so aggregate rows and outbox rows commit
 // together; outside one they use the pool directly. Inside a transaction,
-// Get locks the aggregate row (SELECT ... FOR UPDATE), so concurrent commands
+// Get locks the aggregate row (SELECT ... FOR NO KEY UPDATE), so concurrent commands
 // on one aggregate serialise instead of losing updates; the lock order is
 // always cycle, then session, then conversation. Outputs are stored as json
 // (byte for byte); timestamps come back in UTC.
@@ -114,7 +114,10 @@ func (s *Store) q(ctx context.Context) (querier, bool) {
 
 func lockClause(inTx bool) string {
 	if inTx {
-		return " FOR UPDATE"
+		// NO KEY UPDATE: serialises writers of the row without blocking the
+		// foreign-key checks (FOR KEY SHARE) of inserts that reference it,
+		// which would otherwise deadlock against a concurrent insert.
+		return " FOR NO KEY UPDATE"
 	}
 	return ""
 }
