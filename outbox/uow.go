@@ -104,8 +104,8 @@ var _ UnitOfWork = (*DirectUnitOfWork)(nil)
 
 // Do implements UnitOfWork.
 func (u *DirectUnitOfWork) Do(ctx context.Context, fn func(ctx context.Context) error) error {
-	ctx, c, outer := NewCollector(ctx)
-	if err := fn(ctx); err != nil {
+	unitCtx, c, outer := NewCollector(ctx)
+	if err := fn(unitCtx); err != nil {
 		return err
 	}
 	if !outer {
@@ -115,6 +115,9 @@ func (u *DirectUnitOfWork) Do(ctx context.Context, fn func(ctx context.Context) 
 	if len(envs) == 0 {
 		return nil
 	}
+	// Publish with the caller's context, not the unit's: a synchronous bus
+	// runs handlers inside this call, and a handler that opens its own unit
+	// must get a fresh collector instead of joining this finished one.
 	if err := u.Publisher.Publish(ctx, envs...); err != nil {
 		return fmt.Errorf("outbox: publish after unit of work: %w", err)
 	}
