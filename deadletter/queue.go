@@ -209,31 +209,42 @@ func (q *Queue) replay(ctx context.Context, before Record) (Record, error) {
 		q.audit(ctx, slog.LevelError, "deadletter: replay failed", before, slog.String("error", err.Error()))
 		return Record{}, fmt.Errorf("deadletter: replay %q: %w: %w", before.ID, ErrReplayFailed, err)
 	}
-	// Did the replayed delivery already fail and come back (sync replayer)?
-	during, getErr := q.store.Get(ctx, before.ID)
 	if err := q.store.MarkReplayed(ctx, before.ID, q.cfg.Now()); err != nil {
 		q.audit(ctx, slog.LevelError, "deadletter: replayed but not marked", before, slog.String("error", err.Error()))
 		return Record{}, fmt.Errorf("deadletter: mark %q replayed: %w", before.ID, err)
 	}
-	if getErr == nil && refailed(before, during) {
-		if err := q.store.Put(ctx, during); err != nil {
-			return Record{}, fmt.Errorf("deadletter: keep failure of replayed %q: %w", before.ID, err)
-		}
-	}
+	// The replayed delivery may already have failed and been written back
+	// by the bus: synchronously inside Replay (HandlerReplayer), or by an
+	// asynchronous bus at any moment since. A failure written after
+	// MarkReplayed has set the record dead itself (Store.Put). One written
+	// before it was overwritten to "replayed" by MarkReplayed; the record
+	// then still carries the new failure, so compare it with the record we
+	// replayed and put the failure back (Put keeps the replay count). The
+	// comparison runs after the mark, so a failure landing anywhere
+	// between Replay and MarkReplayed is seen.
 	after, err := q.store.Get(ctx, before.ID)
 	if err != nil {
 		return Record{}, fmt.Errorf("deadletter: replay %q: reread: %w", before.ID, err)
+	}
+	if after.Status == StatusReplayed && refailed(before, after) {
+		if err := q.store.Put(ctx, after); err != nil {
+			return Record{}, fmt.Errorf("deadletter: keep failure of replayed %q: %w", before.ID, err)
+		}
+		if after, err = q.store.Get(ctx, before.ID); err != nil {
+			return Record{}, fmt.Errorf("deadletter: replay %q: reread: %w", before.ID, err)
+		}
 	}
 	q.audit(ctx, slog.LevelInfo, "deadletter: replayed", after,
 		slog.Int("replay_count", after.ReplayCount), slog.String("status", after.Status))
 	return q.out(after), nil
 }
 
-// refailed reports whether a bus wrote a new failure between the two reads.
-func refailed(before, during Record) bool {
-	return during.Status == StatusDead && (!during.LastFailedAt.Equal(before.LastFailedAt) ||
-		during.Attempts != before.Attempts || during.LastError != before.LastError ||
-		during.SourceID != before.SourceID)
+// refailed reports whether a bus wrote a new failure of the record after
+// before was read (MarkReplayed leaves the failure fields alone).
+func refailed(before, after Record) bool {
+	return !after.LastFailedAt.Equal(before.LastFailedAt) ||
+		after.Attempts != before.Attempts || after.LastError != before.LastError ||
+		after.SourceID != before.SourceID
 }
 
 // ReplayResult reports a ReplayFilter run.

@@ -441,3 +441,90 @@ func TestAuditLog(t *testing.T) {
 	require.EqualValues(t, 1, purged["purged"])
 	require.NotNil(t, byMsg["deadletter: replay by filter"], logs)
 }
+
+// racingStore writes a bus's re-failure of the replayed event just before
+// MarkReplayed runs, as an asynchronous bus whose redelivery fails fast can.
+type racingStore struct {
+	*deadletter.MemoryStore
+	refail func()
+}
+
+func (s *racingStore) MarkReplayed(ctx context.Context, id string, at time.Time) error {
+	if s.refail != nil {
+		s.refail()
+		s.refail = nil
+	}
+	return s.MemoryStore.MarkReplayed(ctx, id, at)
+}
+
+// asyncReplayer accepts the event and delivers it later (like XADD).
+type asyncReplayer struct{ sent atomic.Int64 }
+
+func (r *asyncReplayer) Replay(context.Context, deadletter.Record) error {
+	r.sent.Add(1)
+	return nil
+}
+
+// Q3: a replayed event whose redelivery fails before the queue marks the
+// record replayed still ends up dead (with the new failure and the replay
+// counted), not "replayed" forever with nobody retrying it.
+func TestReplayRefailureBeforeMarkIsKept(t *testing.T) {
+	t.Parallel()
+	ctx := context.Background()
+	clk := newClock()
+	store := &racingStore{MemoryStore: deadletter.NewMemoryStore(clk.Now)}
+	rp := &asyncReplayer{}
+	q, err := deadletter.NewQueue(store, rp, &deadletter.Config{Logger: slog.New(slog.DiscardHandler), Now: clk.Now})
+	require.NoError(t, err)
+	rec := deadlettertest.NewRecord(handlerName, "session.created.v1", 10)
+	require.NoError(t, store.Put(ctx, rec))
+
+	store.refail = func() {
+		again := rec
+		again.Attempts, again.LastError, again.SourceID = 1, "still broken", "99-0"
+		again.LastFailedAt = clk.Now()
+		require.NoError(t, store.MemoryStore.Put(ctx, again))
+	}
+	got, err := q.Replay(ctx, rec.ID)
+	require.NoError(t, err)
+	require.EqualValues(t, 1, rp.sent.Load())
+	require.Equal(t, deadletter.StatusDead, got.Status, "the re-failure put it back in the queue")
+	require.Equal(t, "still broken", got.LastError)
+	require.Equal(t, 1, got.ReplayCount)
+	stored, err := store.Get(ctx, rec.ID)
+	require.NoError(t, err)
+	require.Equal(t, deadletter.StatusDead, stored.Status)
+	depth, err := q.Depth(ctx)
+	require.NoError(t, err)
+	require.Equal(t, 1, depth)
+}
+
+// HandlerReplayer: a panicking handler is a failed replay written back to
+// the store (not a crashed admin request), and the handler sees the replayed
+// event as the cause of what it raises.
+func TestHandlerReplayerPanicAndContext(t *testing.T) {
+	t.Parallel()
+	ctx := context.Background()
+	store := deadletter.NewMemoryStore(nil)
+	rp, err := deadletter.NewHandlerReplayer(store, nil)
+	require.NoError(t, err)
+	var cause eventbus.EventID
+	var causeOK bool
+	rp.Register("panicky", eventbus.HandlerFunc(func(ctx context.Context, env eventbus.Envelope) error {
+		cause, causeOK = eventbus.CausingEvent(ctx)
+		panic("nil map write")
+	}))
+	q, err := deadletter.NewQueue(store, rp, &deadletter.Config{Logger: slog.New(slog.DiscardHandler)})
+	require.NoError(t, err)
+	rec := deadlettertest.NewRecord("panicky", "session.created.v1", 10)
+	require.NoError(t, store.Put(ctx, rec))
+
+	var got deadletter.Record
+	require.NotPanics(t, func() { got, err = q.Replay(ctx, rec.ID) })
+	require.NoError(t, err, "the event was delivered; its failure is recorded")
+	require.Equal(t, deadletter.StatusDead, got.Status)
+	require.Equal(t, 1, got.ReplayCount)
+	require.Contains(t, got.LastError, "panicked")
+	require.True(t, causeOK, "the handler context carries the replayed event (eventbus.ContextWithEvent)")
+	require.Equal(t, rec.Envelope.EventID, cause)
+}

@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"runtime/debug"
 	"sync"
 	"time"
 
@@ -20,6 +21,9 @@ var ErrUnknownHandler = errors.New("deadletter: no handler registered under the 
 // to the Store (same record, Attempts 1, the new error, reason permanent or
 // max_deliveries) and Replay returns nil, as a durable bus would: the event
 // was delivered, and it is dead again instead of being retried in a loop.
+// A handler panic counts as such a failure (an *eventbus.PanicError). The
+// handler's context is built with eventbus.ContextWithEvent, as a bus does,
+// so events it raises name the replayed event as their cause.
 // It is safe for concurrent use.
 type HandlerReplayer struct {
 	store Store
@@ -61,7 +65,7 @@ func (r *HandlerReplayer) Replay(ctx context.Context, rec Record) error {
 	if h == nil {
 		return fmt.Errorf("%w: %q", ErrUnknownHandler, rec.Handler)
 	}
-	err := h.Handle(ctx, *rec.Envelope)
+	err := invoke(ctx, h, rec.Envelope)
 	if err == nil {
 		return nil
 	}
@@ -86,4 +90,15 @@ func (r *HandlerReplayer) Replay(ctx context.Context, rec Record) error {
 		return fmt.Errorf("deadletter: replayed event failed (%v) and could not be written back: %w", err, perr)
 	}
 	return nil
+}
+
+// invoke runs h on env as a bus would: under eventbus.ContextWithEvent, with
+// a panic turned into an *eventbus.PanicError.
+func invoke(ctx context.Context, h eventbus.Handler, env *eventbus.Envelope) (err error) {
+	defer func() {
+		if r := recover(); r != nil {
+			err = &eventbus.PanicError{Value: r, Stack: debug.Stack()}
+		}
+	}()
+	return h.Handle(eventbus.ContextWithEvent(ctx, env), *env)
 }
