@@ -102,7 +102,9 @@ func (b *InMemoryBus) Publish(ctx context.Context, envs ...Envelope) error {
 	for i := range envs {
 		env := &envs[i]
 		if err := ctx.Err(); err != nil {
-			return fmt.Errorf("eventbus: publish %s %s: %w", env.EventType, env.EventID, err)
+			// Keep the handler errors of the envelopes already delivered.
+			errs = append(errs, fmt.Errorf("eventbus: publish %s %s: %w", env.EventType, env.EventID, err))
+			return errors.Join(errs...)
 		}
 		b.record(env)
 		b.hooks.publish(ctx, *env, nil)
@@ -278,7 +280,11 @@ func (b *InMemoryBus) Close() error {
 	if b.closed.Swap(true) {
 		return nil
 	}
+	// Snapshot under subMu: a Subscribe that passed its closed check before
+	// the Swap above has then finished adding its member, and any later one
+	// sees closed. Without the lock such a subscription would outlive Close.
 	var subs []*memSub
+	b.subMu.Lock()
 	if gp := b.groups.Load(); gp != nil {
 		for _, g := range *gp {
 			if mp := g.members.Load(); mp != nil {
@@ -286,6 +292,7 @@ func (b *InMemoryBus) Close() error {
 			}
 		}
 	}
+	b.subMu.Unlock()
 	for _, s := range subs {
 		_ = s.Close()
 	}

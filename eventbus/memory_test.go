@@ -610,3 +610,61 @@ func TestInMemoryPublishRejectsBatchWithInvalidEnvelopeBeforeDelivering(t *testi
 		t.Fatalf("delivered %d, recorded %d; want nothing from a rejected batch", delivered, bus.Count())
 	}
 }
+
+// A subscription closed while a Publish is dispatching (here: by a handler
+// that runs before it) gets no delivery once Close returned; a competing
+// member of its name gets the event instead.
+func TestInMemoryNoDeliveryAfterCloseWithinDispatch(t *testing.T) {
+	t.Parallel()
+	bus := newBus(t, nil)
+	ctx := context.Background()
+	var toClose []eventbus.Subscription
+	_, err := bus.Subscribe(ctx, "closer", eventbus.HandlerFunc(func(context.Context, eventbus.Envelope) error {
+		for _, s := range toClose {
+			require.NoError(t, s.Close())
+		}
+		return nil
+	}), "order.placed.v1")
+	require.NoError(t, err)
+	var alone, memberA, memberB collect
+	subAlone, err := bus.Subscribe(ctx, "alone", &alone, "order.placed.v1")
+	require.NoError(t, err)
+	subA, err := bus.Subscribe(ctx, "workers", &memberA, "order.placed.v1")
+	require.NoError(t, err)
+	_, err = bus.Subscribe(ctx, "workers", &memberB, "order.placed.v1")
+	require.NoError(t, err)
+	toClose = []eventbus.Subscription{subAlone, subA}
+
+	for range 2 {
+		require.NoError(t, eventbus.PublishEvents(ctx, bus, orderPlaced{}))
+	}
+	require.Empty(t, alone.got(), "a closed subscription received an event")
+	require.Empty(t, memberA.got(), "a closed member received an event")
+	require.Len(t, memberB.got(), 2, "the open member of the group got every event")
+}
+
+// A context cancelled in the middle of a batch stops it, and the errors of
+// the envelopes already delivered are not lost.
+func TestInMemoryCancelMidBatchKeepsHandlerErrors(t *testing.T) {
+	t.Parallel()
+	bus := newBus(t, nil)
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	boom := errors.New("boom")
+	var calls atomic.Int64
+	_, err := bus.Subscribe(ctx, "h", eventbus.HandlerFunc(func(context.Context, eventbus.Envelope) error {
+		calls.Add(1)
+		cancel()
+		return boom
+	}), "order.placed.v1")
+	require.NoError(t, err)
+	envs, err := eventbus.NewEnvelopes(context.Background(), orderPlaced{Seq: 1}, orderPlaced{Seq: 2})
+	require.NoError(t, err)
+	err = bus.Publish(ctx, envs...)
+	require.ErrorIs(t, err, context.Canceled)
+	require.ErrorIs(t, err, boom, "the first envelope's handler error is reported too")
+	var he *eventbus.HandlerError
+	require.ErrorAs(t, err, &he)
+	require.Equal(t, envs[0].EventID, he.EventID)
+	require.EqualValues(t, 1, calls.Load(), "the second envelope was not delivered")
+}
