@@ -419,3 +419,36 @@ func TestAdminBadTrustedOriginFailsClosed(t *testing.T) {
 	require.Equal(t, http.StatusInternalServerError, res.code)
 	require.Equal(t, "misconfigured", res.errCode())
 }
+
+// Q4 log hygiene: whatever the outcome (denied, cross-site, success), the
+// admin handler and the queue's audit log never write credentials (header,
+// cookie or query token) or event payloads.
+func TestAdminLogsNoCredentialsOrPayload(t *testing.T) {
+	t.Parallel()
+	a := setupAdmin(t)
+	r1 := a.deadLetter(t, handlerName, "session.created.v1", 1)
+	r2 := a.deadLetter(t, handlerName, "session.created.v1", 2)
+	q := "?access_token=qtok-secret"
+	for _, tc := range []struct {
+		method, path, token, body string
+		headers                   []string
+	}{
+		{http.MethodGet, "/records" + q, "", "", nil},
+		{http.MethodGet, "/records" + q, "user-token", "", nil},
+		{http.MethodPost, "/replay/" + url.PathEscape(r1.ID) + q, "user-token", "", nil},
+		{http.MethodPost, "/replay/" + url.PathEscape(r1.ID) + q, "", "", []string{"Cookie", "session=admin-token", "Origin", "https://evil.example"}},
+		{http.MethodPost, "/replay/" + url.PathEscape(r1.ID) + q, "admin-token", "", nil},
+		{http.MethodDelete, recPath(r2.ID) + q, "admin-token", "", nil},
+		{http.MethodPost, "/purge" + q, "admin-token", `{"filter":{"handler":"nobody"},"confirm":"purge"}`, nil},
+		{http.MethodPost, "/replay" + q, "admin-token", `{"filter":{"handler":"nobody"}}`, nil},
+	} {
+		a.do(t, tc.method, tc.path, tc.token, tc.body, tc.headers...)
+	}
+	logs := a.logs.String()
+	require.NotEmpty(t, logs, "denials and mutations are logged")
+	require.Contains(t, logs, "deadletter: replayed")
+	require.Contains(t, logs, "cross-site request rejected")
+	for _, secret := range []string{"admin-token", "user-token", "qtok-secret", "s3cr3t-payload"} {
+		require.NotContains(t, logs, secret)
+	}
+}

@@ -44,6 +44,8 @@ type Handler struct {
 	OnDuplicate func(ctx context.Context, env eventbus.Envelope)
 }
 
+var _ eventbus.Handler = (*Handler)(nil)
+
 // Wrap returns a handler that applies h's effect at most once per event id
 // for the handler name (see the package documentation).
 func Wrap(h eventbus.Handler, store ProcessedEventStore, name string) *Handler {
