@@ -5,8 +5,10 @@ import (
 	"testing"
 	"time"
 
-	"github.com/choicesherpa/eventkit/internal/testinfra"
+	"github.com/jackc/pgx/v5"
 	"github.com/redis/go-redis/v9"
+
+	"github.com/choicesherpa/eventkit/internal/testinfra"
 )
 
 // TestPostgresRoundTrip proves the tests reach a real server in an isolated schema.
@@ -41,5 +43,53 @@ func TestRedisRoundTrip(t *testing.T) {
 	n, err := c.XLen(ctx, key).Result()
 	if err != nil || n != 1 {
 		t.Fatalf("XLEN = %d, %v; want 1", n, err)
+	}
+}
+
+// TestCleanupRemovesSchemaAndKeys proves the isolation is torn down: once a
+// test that used Schema and Redis has finished, its schema and its keys are
+// gone (otherwise every run would leave debris on the shared servers).
+func TestCleanupRemovesSchemaAndKeys(t *testing.T) {
+	var schema, key string
+	t.Run("user", func(t *testing.T) {
+		s, pool := testinfra.Schema(t)
+		schema = s
+		if _, err := pool.Exec(t.Context(), "CREATE TABLE leftover (v int)"); err != nil {
+			t.Fatal(err)
+		}
+		c, prefix := testinfra.Redis(t)
+		key = prefix + "leftover"
+		if err := c.Set(t.Context(), key, "x", 0).Err(); err != nil {
+			t.Fatal(err)
+		}
+	})
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+
+	conn, err := pgx.Connect(ctx, testinfra.PostgresURL(t))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer conn.Close(ctx)
+	var n int
+	if err := conn.QueryRow(ctx, "SELECT count(*) FROM information_schema.schemata WHERE schema_name = $1", schema).Scan(&n); err != nil {
+		t.Fatal(err)
+	}
+	if n != 0 {
+		t.Fatalf("schema %s still exists after its test ended", schema)
+	}
+
+	opts, err := redis.ParseURL(testinfra.RedisURL(t))
+	if err != nil {
+		t.Fatal(err)
+	}
+	rdb := redis.NewClient(opts)
+	defer rdb.Close()
+	exists, err := rdb.Exists(ctx, key).Result()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if exists != 0 {
+		t.Fatalf("key %s still exists after its test ended", key)
 	}
 }
