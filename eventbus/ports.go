@@ -35,9 +35,11 @@ type Subscriber interface {
 	Subscribe(ctx context.Context, name string, h Handler, eventTypes ...string) (Subscription, error)
 }
 
-// Subscription is one registered handler. Close stops delivery to it and
-// waits (bounded by the bus's shutdown timeout) for handlers in flight.
-// Close is idempotent.
+// Subscription is one registered handler. Close stops delivery to it. A bus
+// that runs handlers on its own goroutines (Redis) also waits, bounded by its
+// shutdown timeout, for the handlers in flight; a synchronous bus (the
+// in-memory one) cannot, since the handler may be the caller, and lets a
+// running handler finish on its publisher's goroutine. Close is idempotent.
 type Subscription interface {
 	Name() string
 	Close() error
