@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"runtime"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -24,10 +25,11 @@ type Bus struct {
 	tags string // key prefix of derived keys: "{Stream}" or Stream when it holds a tag
 
 	// publishing: flat combining (see Publish)
-	pubMu    sync.Mutex
-	pubQueue []*pubReq
-	pubBusy  bool
-	pubWake  chan struct{}
+	pubMu     sync.Mutex
+	pubQueue  []*pubReq
+	pubActive int // pipelines in flight
+	pubClosed bool
+	pubWake   chan struct{}
 
 	mu      sync.Mutex
 	subs    map[*subscription]struct{}
@@ -44,6 +46,7 @@ type Bus struct {
 
 type counters struct {
 	published    atomic.Int64
+	pipelines    atomic.Int64
 	delivered    atomic.Int64
 	acked        atomic.Int64
 	failed       atomic.Int64
@@ -76,7 +79,7 @@ func New(rdb redis.UniversalClient, cfg *Config) (*Bus, error) {
 		rdb:     rdb,
 		cfg:     c,
 		log:     c.Logger,
-		pubWake: make(chan struct{}, 1),
+		pubWake: make(chan struct{}, c.PublishPipelines),
 		subs:    make(map[*subscription]struct{}),
 		names:   make(map[string]bool),
 		streams: make(map[string]struct{}),
@@ -87,8 +90,10 @@ func New(rdb redis.UniversalClient, cfg *Config) (*Bus, error) {
 	} else {
 		b.tags = "{" + c.Stream + "}"
 	}
-	b.bg.Add(1)
-	go b.publishLoop()
+	for range c.PublishPipelines {
+		b.bg.Add(1)
+		go b.publishLoop()
+	}
 	return b, nil
 }
 
@@ -170,16 +175,28 @@ func (b *Bus) Publish(ctx context.Context, envs ...eventbus.Envelope) error {
 	}
 
 	b.pubMu.Lock()
-	if !b.pubBusy {
-		b.pubBusy = true
+	if b.pubClosed {
+		b.pubMu.Unlock()
+		return eventbus.ErrClosed
+	}
+	if b.pubActive == 0 && len(b.pubQueue) == 0 {
+		// The line is idle: write on the caller's goroutine, no hand-off.
+		b.pubActive++
 		b.pubMu.Unlock()
 		err := b.writeBatch(ctx, []*pubReq{req})
-		b.releasePublisher()
+		b.pubMu.Lock()
+		b.pubActive--
+		kick := len(b.pubQueue) > 0
+		b.pubMu.Unlock()
+		if kick {
+			b.wakeWriter()
+		}
 		return err
 	}
 	req.done = make(chan error, 1)
 	b.pubQueue = append(b.pubQueue, req)
 	b.pubMu.Unlock()
+	b.wakeWriter()
 	select {
 	case err := <-req.done:
 		return err
@@ -188,29 +205,23 @@ func (b *Bus) Publish(ctx context.Context, envs ...eventbus.Envelope) error {
 	}
 }
 
-// releasePublisher ends a caller-run write: queued requests go to the
-// background writer.
-func (b *Bus) releasePublisher() {
-	b.pubMu.Lock()
-	if len(b.pubQueue) == 0 {
-		b.pubBusy = false
-		b.pubMu.Unlock()
-		return
-	}
-	b.pubMu.Unlock()
+func (b *Bus) wakeWriter() {
 	select {
 	case b.pubWake <- struct{}{}:
 	default:
 	}
 }
 
+// publishLoop is one of PublishPipelines background writers: each takes
+// everything queued (up to MaxPipeline entries) and writes it as one
+// pipeline, so up to PublishPipelines pipelines are in flight while
+// publishers keep queueing.
 func (b *Bus) publishLoop() {
 	defer b.bg.Done()
 	for {
 		select {
 		case <-b.pubWake:
 		case <-b.closing:
-			b.failQueued()
 			return
 		}
 		for {
@@ -223,15 +234,25 @@ func (b *Bus) publishLoop() {
 				b.pubQueue = b.pubQueue[1:]
 			}
 			if len(batch) == 0 {
-				b.pubBusy = false
 				b.pubQueue = nil
 				b.pubMu.Unlock()
 				break
 			}
+			b.pubActive++
+			more := len(b.pubQueue) > 0
 			b.pubMu.Unlock()
+			if more {
+				b.wakeWriter() // let another writer take the rest in parallel
+			}
 			ctx, cancel := context.WithTimeout(context.Background(), b.cfg.WriteTimeout)
 			_ = b.writeBatch(ctx, batch)
 			cancel()
+			b.pubMu.Lock()
+			b.pubActive--
+			b.pubMu.Unlock()
+			// Let the publishers just released queue their next entries
+			// before taking the next batch: bigger pipelines, no timer.
+			runtime.Gosched()
 		}
 	}
 }
@@ -240,6 +261,7 @@ func (b *Bus) failQueued() {
 	b.pubMu.Lock()
 	q := b.pubQueue
 	b.pubQueue = nil
+	b.pubClosed = true
 	b.pubMu.Unlock()
 	for _, r := range q {
 		r.done <- eventbus.ErrClosed
@@ -264,6 +286,7 @@ func (b *Bus) writeBatch(ctx context.Context, batch []*pubReq) error {
 		ctx, cancel = context.WithTimeout(ctx, b.cfg.WriteTimeout)
 		defer cancel()
 	}
+	b.counters.pipelines.Add(1)
 	var cmds []*redis.StringCmd
 	if len(live) == 1 && len(live[0].envs) == 1 {
 		r := live[0]
@@ -342,6 +365,7 @@ func (b *Bus) Close() error {
 	wg.Wait()
 	close(b.closing)
 	b.bg.Wait()
+	b.failQueued()
 	err := errors.Join(errs...)
 	b.closeMu.Lock()
 	b.closeErr = err

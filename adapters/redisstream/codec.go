@@ -63,13 +63,10 @@ func (e *MalformedEntryError) Is(target error) bool {
 
 // encodeEntry returns the XADD field list of env.
 func encodeEntry(env *eventbus.Envelope, maxBytes int) ([]any, error) {
-	if err := env.Validate(); err != nil {
+	if err := validateForPublish(env); err != nil {
 		return nil, err
 	}
-	data, err := json.Marshal(env)
-	if err != nil {
-		return nil, fmt.Errorf("%w: encode %s %s: %v", eventbus.ErrInvalidEnvelope, env.EventType, env.EventID, err)
-	}
+	data := appendEnvelope(make([]byte, 0, 320+len(env.Payload)), env)
 	if maxBytes > 0 && len(data) > maxBytes {
 		return nil, &PayloadTooLargeError{EventID: env.EventID, EventType: env.EventType, Size: len(data), Max: maxBytes}
 	}
@@ -99,7 +96,8 @@ func decodeEntry(entryID string, values map[string]any) (eventbus.Envelope, erro
 	if err := json.Unmarshal([]byte(data), &env); err != nil {
 		return eventbus.Envelope{}, &MalformedEntryError{EntryID: entryID, Reason: "data is not an envelope", Err: err}
 	}
-	if err := env.Validate(); err != nil {
+	// json.Unmarshal has checked the payload is valid JSON.
+	if err := validateHeader(&env); err != nil {
 		return env, &MalformedEntryError{EntryID: entryID, Reason: "invalid envelope", Err: err}
 	}
 	if t, _ := values[FieldType].(string); t != env.EventType {

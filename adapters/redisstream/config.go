@@ -28,6 +28,7 @@ const (
 	DefaultWriteTimeout     = 5 * time.Second
 	DefaultMaxPayloadBytes  = 1 << 20
 	DefaultMaxPipeline      = 1000
+	DefaultPublishPipelines = 4
 	DefaultConsumerIdleTTL  = time.Hour
 	DefaultRetryInitial     = 500 * time.Millisecond
 	DefaultRetryMax         = 30 * time.Second
@@ -79,6 +80,10 @@ type Config struct {
 	// MaxPipeline caps how many entries are coalesced into one publish
 	// pipeline. Defaults to DefaultMaxPipeline (1000).
 	MaxPipeline int
+	// PublishPipelines is how many publish pipelines may be in flight at
+	// once when publishers queue up (an idle line always writes at once on
+	// the caller's goroutine). Defaults to DefaultPublishPipelines (4).
+	PublishPipelines int
 
 	// Count is XREADGROUP's COUNT: the most entries one read fetches.
 	// Defaults to DefaultCount (100).
@@ -171,6 +176,9 @@ func (c Config) withDefaults() Config {
 	if c.MaxPipeline == 0 {
 		c.MaxPipeline = DefaultMaxPipeline
 	}
+	if c.PublishPipelines == 0 {
+		c.PublishPipelines = DefaultPublishPipelines
+	}
 	if c.Count == 0 {
 		c.Count = DefaultCount
 	}
@@ -222,7 +230,7 @@ func (c *Config) validate() error {
 		return bad("StartID %q must be \"0\", \"$\" or a stream id", c.StartID)
 	case strings.ContainsAny(c.Consumer, " \r\n"):
 		return bad("Consumer %q must not contain spaces", c.Consumer)
-	case c.MaxPayloadBytes < 0, c.WriteTimeout < 0, c.MaxPipeline < 0, c.Count < 0,
+	case c.MaxPayloadBytes < 0, c.WriteTimeout < 0, c.MaxPipeline < 0, c.PublishPipelines < 0, c.Count < 0,
 		c.Block < 0, c.Concurrency < 0, c.Buffer < 0, c.HandlerTimeout < 0, c.MinIdle < 0,
 		c.ClaimInterval < 0, c.MaxDeliveries < 0, c.ShutdownTimeout < 0:
 		return bad("negative size or duration")

@@ -17,6 +17,7 @@ var errClosed = eventbus.ErrClosed
 // Redis.
 type Stats struct {
 	Published    int64 // entries Redis accepted
+	Pipelines    int64 // publish round trips (Published/Pipelines = average coalescing)
 	Delivered    int64 // handler invocations
 	Acked        int64 // entries acknowledged (handled, skipped, dead-lettered or lost)
 	Failed       int64 // handler failures (errors, panics, timeouts)
@@ -50,7 +51,7 @@ type GroupStats struct {
 func (b *Bus) Stats(ctx context.Context) (Stats, error) {
 	c := &b.counters
 	st := Stats{
-		Published: c.published.Load(), Delivered: c.delivered.Load(), Acked: c.acked.Load(),
+		Published: c.published.Load(), Pipelines: c.pipelines.Load(), Delivered: c.delivered.Load(), Acked: c.acked.Load(),
 		Failed: c.failed.Load(), DeadLettered: c.deadLettered.Load(), LostEntries: c.lostEntries.Load(),
 		Skipped: c.skipped.Load(),
 	}

@@ -1,0 +1,87 @@
+package redisstream
+
+import (
+	"encoding/json"
+	"testing"
+	"time"
+
+	"github.com/stretchr/testify/require"
+
+	"github.com/choicesherpa/eventkit/eventbus"
+)
+
+func envWith(agg, md string, at time.Time) eventbus.Envelope {
+	return eventbus.Envelope{
+		EventID:       eventbus.NewEventID(),
+		EventType:     "a.b_c-d.v12",
+		SchemaVersion: 12,
+		AggregateID:   agg,
+		AggregateType: "t" + agg,
+		OccurredAt:    at,
+		Payload:       json.RawMessage(`{"x":[1,2,{"y":"z"}]}`),
+		Metadata:      eventbus.Metadata{CorrelationID: md, UserID: md + "u"},
+	}
+}
+
+// The hand-written encoder produces exactly what json.Marshal does.
+func TestAppendEnvelopeMatchesEncodingJSON(t *testing.T) {
+	t.Parallel()
+	at := time.Date(2026, 11, 27, 13, 0, 0, 123456000, time.UTC)
+	cases := []eventbus.Envelope{
+		envWith("plain", "", at),
+		envWith("quote\" back\\ slash", "<script>&amp;", at),
+		envWith("ctl\x00\x01\n\r\t\b\f", "\u2028\u2029 é ☃ 😀", at.Add(time.Nanosecond)),
+		envWith("bad utf8 \xff\xfe end", "x", time.Date(2026, 1, 1, 0, 0, 0, 0, time.UTC)),
+		envWith("", "", at.In(time.FixedZone("x", 3600))),
+	}
+	for _, env := range cases {
+		want, err := json.Marshal(env)
+		require.NoError(t, err)
+		got := appendEnvelope(nil, &env)
+		require.Equal(t, string(want), string(got))
+		fields, err := encodeEntry(&env, 0)
+		require.NoError(t, err)
+		values := map[string]any{FieldType: fields[1], FieldID: fields[3], FieldData: string(fields[5].([]byte))}
+		back, err := decodeEntry("1-1", values)
+		require.NoError(t, err)
+		require.Equal(t, env.EventID, back.EventID)
+		require.Equal(t, string(env.Payload), string(back.Payload))
+		require.True(t, env.OccurredAt.Equal(back.OccurredAt))
+	}
+}
+
+func FuzzAppendEnvelope(f *testing.F) {
+	f.Add("agg", "corr", "user", `{"a":1}`)
+	f.Add("\x00\"<", "\u2028", "\xff", `[1, 2]`)
+	f.Fuzz(func(t *testing.T, agg, corr, user, payload string) {
+		if !json.Valid([]byte(payload)) {
+			return
+		}
+		env := envWith(agg, corr, time.Unix(1700000000, 5).UTC())
+		env.Metadata.UserID = user
+		var compact []byte
+		compact, err := json.Marshal(json.RawMessage(payload))
+		if err != nil {
+			return
+		}
+		env.Payload = compact
+		want, err := json.Marshal(env)
+		require.NoError(t, err)
+		require.Equal(t, string(want), string(appendEnvelope(nil, &env)))
+	})
+}
+
+func FuzzDecodeEntry(f *testing.F) {
+	env := envWith("a", "b", time.Unix(1700000000, 0).UTC())
+	data, _ := json.Marshal(env)
+	f.Add(env.EventType, env.EventID.String(), string(data))
+	f.Add("x", "y", "{")
+	f.Fuzz(func(t *testing.T, typ, id, data string) {
+		got, err := decodeEntry("1-1", map[string]any{FieldType: typ, FieldID: id, FieldData: data})
+		if err == nil {
+			require.NoError(t, got.Validate())
+			require.Equal(t, typ, got.EventType)
+			require.Equal(t, id, got.EventID.String())
+		}
+	})
+}
