@@ -25,11 +25,12 @@ type Bus struct {
 	tags string // key prefix of derived keys: "{Stream}" or Stream when it holds a tag
 
 	// publishing: flat combining (see Publish)
-	pubMu     sync.Mutex
-	pubQueue  []*pubReq
-	pubActive int // pipelines in flight
-	pubClosed bool
-	pubWake   chan struct{}
+	pubMu      sync.Mutex
+	pubQueue   []*pubReq
+	pubActive  int // pipelines in flight
+	pubClosed  bool
+	pubCallers atomic.Int64 // Publish calls in progress
+	pubWake    chan struct{}
 
 	mu      sync.Mutex
 	subs    map[*subscription]struct{}
@@ -173,13 +174,15 @@ func (b *Bus) Publish(ctx context.Context, envs ...eventbus.Envelope) error {
 	if err := ctx.Err(); err != nil {
 		return err
 	}
+	b.pubCallers.Add(1)
+	defer b.pubCallers.Add(-1)
 
 	b.pubMu.Lock()
 	if b.pubClosed {
 		b.pubMu.Unlock()
 		return eventbus.ErrClosed
 	}
-	if b.pubActive == 0 && len(b.pubQueue) == 0 {
+	if b.pubActive == 0 && len(b.pubQueue) == 0 && b.pubCallers.Load() == 1 {
 		// The line is idle: write on the caller's goroutine, no hand-off.
 		b.pubActive++
 		b.pubMu.Unlock()

@@ -1,7 +1,6 @@
 package redisstream
 
 import (
-	"encoding/json"
 	"errors"
 	"fmt"
 
@@ -93,7 +92,7 @@ func decodeEntry(entryID string, values map[string]any) (eventbus.Envelope, erro
 	if !ok {
 		return env, &MalformedEntryError{EntryID: entryID, Reason: "missing data field"}
 	}
-	if err := json.Unmarshal([]byte(data), &env); err != nil {
+	if err := unmarshalEnvelope(data, &env); err != nil {
 		return eventbus.Envelope{}, &MalformedEntryError{EntryID: entryID, Reason: "data is not an envelope", Err: err}
 	}
 	// json.Unmarshal has checked the payload is valid JSON.

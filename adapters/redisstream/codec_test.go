@@ -85,3 +85,28 @@ func FuzzDecodeEntry(f *testing.F) {
 		}
 	})
 }
+
+// The fast decoder agrees with encoding/json on whatever it accepts.
+func FuzzFastEnvelope(f *testing.F) {
+	for _, env := range []eventbus.Envelope{envWith("a", "b", time.Unix(1700000000, 7).UTC()), envWith("", "", time.Unix(1, 0).UTC())} {
+		data, _ := json.Marshal(env)
+		f.Add(string(data))
+	}
+	f.Add(`{"event_id":"01a21d34-675c-7d12-9a79-35bffe392aff","event_type":"a.v1","schema_version":1,"aggregate_id":"x","aggregate_type":"y","occurred_at":"2026-01-01T00:00:00Z","payload":{"a":"}"},"metadata":{"user_id":"u"}}`)
+	f.Fuzz(func(t *testing.T, data string) {
+		var fast eventbus.Envelope
+		if fastEnvelope(data, &fast) != nil {
+			return
+		}
+		var slow eventbus.Envelope
+		require.NoError(t, json.Unmarshal([]byte(data), &slow), "fast path accepted what encoding/json rejects: %q", data)
+		require.Equal(t, slow.EventID, fast.EventID)
+		require.Equal(t, slow.EventType, fast.EventType)
+		require.Equal(t, slow.SchemaVersion, fast.SchemaVersion)
+		require.Equal(t, slow.AggregateID, fast.AggregateID)
+		require.Equal(t, slow.AggregateType, fast.AggregateType)
+		require.True(t, slow.OccurredAt.Equal(fast.OccurredAt))
+		require.Equal(t, string(slow.Payload), string(fast.Payload))
+		require.Equal(t, slow.Metadata, fast.Metadata)
+	})
+}

@@ -28,7 +28,7 @@ const (
 	DefaultWriteTimeout     = 5 * time.Second
 	DefaultMaxPayloadBytes  = 1 << 20
 	DefaultMaxPipeline      = 1000
-	DefaultPublishPipelines = 4
+	DefaultPublishPipelines = 2
 	DefaultConsumerIdleTTL  = time.Hour
 	DefaultRetryInitial     = 500 * time.Millisecond
 	DefaultRetryMax         = 30 * time.Second
@@ -82,7 +82,7 @@ type Config struct {
 	MaxPipeline int
 	// PublishPipelines is how many publish pipelines may be in flight at
 	// once when publishers queue up (an idle line always writes at once on
-	// the caller's goroutine). Defaults to DefaultPublishPipelines (4).
+	// the caller's goroutine). Defaults to DefaultPublishPipelines (2).
 	PublishPipelines int
 
 	// Count is XREADGROUP's COUNT: the most entries one read fetches.
