@@ -1,0 +1,205 @@
+package bench
+
+import (
+	"context"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/ThreeDotsLabs/watermill"
+	wmredis "github.com/ThreeDotsLabs/watermill-redisstream/pkg/redisstream"
+
+	"github.com/choicesherpa/eventkit/eventbus"
+)
+
+func init() {
+	Register(Case{
+		ID:     "B7",
+		Name:   "Redis end-to-end latency at 5k msg/s (open loop)",
+		Target: "p99 <= 2 ms, p99.9 <= 5 ms; p99 <= 0.5x watermill-redisstream",
+		Needs:  []string{"redis"},
+		Run:    runB7,
+	})
+}
+
+const (
+	b7Rate    = 5000
+	b7Senders = 8
+)
+
+// openLoopPool runs OpenLoop with the sends handed to b7Senders goroutines,
+// so one slow synchronous publish does not delay the schedule (a real open
+// loop). Both contenders use it.
+func openLoopPool(ctx context.Context, n int, send func(i int) error) error {
+	type job struct{ i int }
+	jobs := make(chan job, n)
+	errs := make(chan error, b7Senders)
+	var wg sync.WaitGroup
+	for range b7Senders {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for j := range jobs {
+				if err := send(j.i); err != nil {
+					errs <- err
+					for range jobs {
+					}
+					return
+				}
+			}
+		}()
+	}
+	err := OpenLoop(ctx, b7Rate, n, func(ctx context.Context, i int, _ time.Time) error {
+		jobs <- job{i}
+		return nil
+	})
+	close(jobs)
+	wg.Wait()
+	close(errs)
+	if err != nil {
+		return err
+	}
+	return <-errs
+}
+
+// latencySample turns a run's recorder and tally into a sample whose Value
+// is p99 in ms.
+func latencySample(lat *LatencyRecorder, tally *Tally) Sample {
+	q := lat.Quantiles()
+	ms := func(d time.Duration) float64 { return float64(d) / float64(time.Millisecond) }
+	return Sample{Value: ms(q.P99), Check: tally.Check(), Extra: map[string]float64{"p50_ms": ms(q.P50), "p999_ms": ms(q.P999), "max_ms": ms(q.Max)}}
+}
+
+func oursLatency(cfg Config, n int) Contender {
+	return Contender{Name: "ours", Run: func(ctx context.Context) (Sample, error) {
+		run, err := newRedisRun(cfg)
+		if err != nil {
+			return Sample{}, err
+		}
+		defer run.cleanup()
+		b, err := run.bus(nil)
+		if err != nil {
+			return Sample{}, err
+		}
+		defer b.Close()
+		intended := make([]atomic.Int64, n)
+		lat := NewLatencyRecorder(n)
+		tally := NewTally(n, 1)
+		var got atomic.Int64
+		if _, err := b.Subscribe(ctx, "g", eventbus.HandlerFunc(func(_ context.Context, env eventbus.Envelope) error {
+			seq := redisSeqOf(env.EventID)
+			if seq >= 0 && seq < n {
+				lat.Add(time.Since(time.Unix(0, intended[seq].Load())))
+			}
+			tally.Mark(0, seq)
+			got.Add(1)
+			return nil
+		})); err != nil {
+			return Sample{}, err
+		}
+		start := time.Now()
+		for i := range intended {
+			intended[i].Store(start.Add(time.Duration(i) * time.Second / b7Rate).UnixNano())
+		}
+		if err := openLoopPool(ctx, n, func(i int) error {
+			env := redisEnvelope()
+			redisSeq(&env, i)
+			return b.Publish(ctx, env)
+		}); err != nil {
+			return Sample{}, err
+		}
+		if err := waitCount(ctx, &got, n); err != nil {
+			return Sample{}, err
+		}
+		return latencySample(lat, tally), nil
+	}}
+}
+
+func wmLatency(cfg Config, n int) Contender {
+	return Contender{Name: "watermill-redisstream", Run: func(ctx context.Context) (Sample, error) {
+		run, err := newRedisRun(cfg)
+		if err != nil {
+			return Sample{}, err
+		}
+		defer run.cleanup()
+		pubClient, err := withOwnClient(cfg)
+		if err != nil {
+			return Sample{}, err
+		}
+		p, err := wmPublisher(pubClient)
+		if err != nil {
+			return Sample{}, err
+		}
+		defer p.Close()
+		subClient, err := withOwnClient(cfg)
+		if err != nil {
+			return Sample{}, err
+		}
+		sub, err := wmredis.NewSubscriber(wmredis.SubscriberConfig{
+			Client: subClient, Unmarshaller: &wmredis.DefaultMarshallerUnmarshaller{}, Consumer: "c", ConsumerGroup: "g",
+		}, watermill.NopLogger{})
+		if err != nil {
+			return Sample{}, err
+		}
+		defer sub.Close()
+		sctx, cancel := context.WithCancel(ctx)
+		defer cancel()
+		ch, err := sub.Subscribe(sctx, run.stream())
+		if err != nil {
+			return Sample{}, err
+		}
+		intended := make([]atomic.Int64, n)
+		lat := NewLatencyRecorder(n)
+		tally := NewTally(n, 1)
+		var got atomic.Int64
+		done := make(chan struct{})
+		go func() {
+			defer close(done)
+			for m := range ch {
+				seq := wmSeq(m)
+				if seq >= 0 && seq < n {
+					lat.Add(time.Since(time.Unix(0, intended[seq].Load())))
+				}
+				tally.Mark(0, seq)
+				m.Ack()
+				if got.Add(1) == int64(n) {
+					return
+				}
+			}
+		}()
+		// Give the subscriber's group a moment to exist before the clock starts.
+		time.Sleep(200 * time.Millisecond)
+		start := time.Now()
+		for i := range intended {
+			intended[i].Store(start.Add(time.Duration(i) * time.Second / b7Rate).UnixNano())
+		}
+		if err := openLoopPool(ctx, n, func(i int) error {
+			return p.Publish(run.stream(), wmMessage(i))
+		}); err != nil {
+			cancel()
+			<-done
+			return Sample{}, err
+		}
+		err = waitCount(ctx, &got, n)
+		cancel()
+		<-done
+		if err != nil {
+			return Sample{}, err
+		}
+		return latencySample(lat, tally), nil
+	}}
+}
+
+func runB7(ctx context.Context, cfg Config) ([]Result, error) {
+	n := cfg.Size(50_000, 10_000, 200)
+	s, err := Interleave(ctx, cfg, oursLatency(cfg, n), wmLatency(cfg, n))
+	if err != nil {
+		return nil, err
+	}
+	p99 := Compare("B7", "Redis pub->handler p99 at 5k/s vs watermill-redisstream", "ms", s[0], s[1], AtMostX(0.5))
+	p99.Notes = append(p99.Notes, "open loop at 5000 msg/s (intended-time stamps; sends handed to 8 publisher goroutines so a slow synchronous publish does not shift the schedule); watermill: defaults + ConsumerGroup/Consumer, Ack per message")
+	abs99 := Only("B7", "Redis pub->handler p99 (ours)", "ms", s[0].Median(), AtMostAbs(2))
+	abs999 := Only("B7", "Redis pub->handler p99.9 (ours)", "ms", s[0].MedianExtra("p999_ms"), AtMostAbs(5))
+	p999 := Compare("B7", "Redis pub->handler p99.9 vs watermill-redisstream", "ms", s[0].ExtraSeries("p999_ms"), s[1].ExtraSeries("p999_ms"), Target{})
+	return []Result{p99, abs99, abs999, p999}, nil
+}
