@@ -57,7 +57,8 @@ type Outbox struct {
 	lockKey int32  // hashtext of the qualified table name
 	log     *slog.Logger
 
-	insertSQL, insertNotifySQL string
+	insertSQL, insertNotifySQL       string
+	insertOneSQL, insertOneNotifySQL string
 }
 
 var (
@@ -107,6 +108,9 @@ FROM unnest($1::uuid[], $2::text[], $3::int[], $4::text[], $5::text[], $6::json[
   WITH ORDINALITY AS u(event_id, event_type, schema_version, aggregate_type, aggregate_id, payload, metadata, occurred_at, ord)
 ORDER BY u.ord`
 	o.insertNotifySQL = `WITH ins AS (` + o.insertSQL + `) SELECT pg_notify($9, '')`
+	o.insertOneSQL = `INSERT INTO ` + o.table + ` (event_id, event_type, schema_version, aggregate_type, aggregate_id, payload, metadata, occurred_at)
+VALUES ($1, $2, $3, $4, $5, $6, $7, $8)`
+	o.insertOneNotifySQL = `WITH ins AS (` + o.insertOneSQL + `) SELECT pg_notify($9, '')`
 	return o, nil
 }
 
@@ -142,6 +146,9 @@ func (o *Outbox) Write(ctx context.Context, tx pgx.Tx, envs ...eventbus.Envelope
 	if tx == nil {
 		return errors.New("postgres outbox: Write needs a transaction")
 	}
+	if len(envs) == 1 {
+		return o.writeOne(ctx, tx, &envs[0])
+	}
 	n := len(envs)
 	ids := make([]eventbus.EventID, n)
 	types := make([]string, n)
@@ -176,6 +183,26 @@ func (o *Outbox) Write(ctx context.Context, tx pgx.Tx, envs ...eventbus.Envelope
 	}
 	if _, err := tx.Exec(ctx, sql, args...); err != nil {
 		return fmt.Errorf("postgres outbox: insert %d events: %w", n, err)
+	}
+	return nil
+}
+
+func (o *Outbox) writeOne(ctx context.Context, tx pgx.Tx, e *eventbus.Envelope) error {
+	if err := e.Validate(); err != nil {
+		return fmt.Errorf("postgres outbox: envelope 0: %w", err)
+	}
+	md, err := json.Marshal(e.Metadata)
+	if err != nil {
+		return fmt.Errorf("postgres outbox: envelope 0 metadata: %w", err)
+	}
+	args := []any{e.EventID.UUID(), e.EventType, int32(e.SchemaVersion), e.AggregateType, e.AggregateID, string(e.Payload), string(md), e.OccurredAt}
+	sql := o.insertOneSQL
+	if !o.cfg.DisableNotify {
+		sql = o.insertOneNotifySQL
+		args = append(args, o.cfg.NotifyChannel)
+	}
+	if _, err := tx.Exec(ctx, sql, args...); err != nil {
+		return fmt.Errorf("postgres outbox: insert event: %w", err)
 	}
 	return nil
 }
