@@ -1,0 +1,132 @@
+package bench
+
+import (
+	"context"
+	"fmt"
+	"sync"
+	"sync/atomic"
+
+	"github.com/choicesherpa/eventkit/adapters/postgres"
+	"github.com/choicesherpa/eventkit/eventbus"
+	"github.com/choicesherpa/eventkit/idempotency"
+	"github.com/jackc/pgx/v5"
+)
+
+func init() {
+	Register(Case{
+		ID:     "B11",
+		Name:   "Idempotent handler overhead (processed_events marker in the handler tx)",
+		Target: ">= 0.8x the same handler transaction without the marker; 0 duplicate effects over 10k redeliveries",
+		Needs:  []string{"postgres"},
+		Run:    runB11,
+	})
+}
+
+func runB11(ctx context.Context, cfg Config) ([]Result, error) {
+	const conns = 16
+	n := cfg.Size(4000, 1000, 40)
+	redeliveries := cfg.Size(10000, 2000, 40)
+	pb, err := newPGBench(ctx, cfg, conns)
+	if err != nil {
+		return nil, err
+	}
+	defer pb.close()
+	store, err := postgres.NewProcessedEventStore(pb.pool, &postgres.ProcessedEventStoreConfig{Schema: pb.schema})
+	if err != nil {
+		return nil, err
+	}
+	envs := make([]eventbus.Envelope, max(n, redeliveries))
+	for i := range envs {
+		envs[i], err = eventbus.NewEnvelope(ctx, benchEvent{ID: fmt.Sprint(i), Seq: i, Body: body256})
+		if err != nil {
+			return nil, err
+		}
+	}
+	effect := func(ctx context.Context, tx pgx.Tx, env eventbus.Envelope) error {
+		_, err := tx.Exec(ctx, `INSERT INTO effects (event_id, n) VALUES ($1, 1)`, env.EventID.UUID())
+		return err
+	}
+	wrapped := idempotency.Wrap(postgres.TxHandler(effect), store, "b11")
+	run := func(idem bool) SetupFunc {
+		return func(ctx context.Context, n int) (*Trial, error) {
+			if err := pb.truncate(ctx, "effects", "processed_events"); err != nil {
+				return nil, err
+			}
+			tally := NewTally(n, 1)
+			return &Trial{Tally: tally, Run: func(ctx context.Context) error {
+				return parallel(ctx, n, conns, func(ctx context.Context, i int) error {
+					var err error
+					if idem {
+						err = wrapped.Handle(ctx, envs[i])
+					} else {
+						err = pgx.BeginFunc(ctx, pb.pool, func(tx pgx.Tx) error { return effect(ctx, tx, envs[i]) })
+					}
+					if err == nil {
+						tally.Mark(0, i)
+					}
+					return err
+				})
+			}}, nil
+		}
+	}
+	s, err := Interleave(ctx, cfg,
+		Measure("ours", n, MsgPerSec, run(true)),
+		Measure("baseline", n, MsgPerSec, run(false)),
+	)
+	if err != nil {
+		return nil, err
+	}
+	r1 := Compare("B11", "idempotent handler tx vs the same tx without marker", "msg/s", s[0], s[1], AtLeastX(0.8))
+	r1.Notes = append(r1.Notes, fmt.Sprintf("%d concurrent handlers; ours: BEGIN, INSERT marker ON CONFLICT DO NOTHING, effect INSERT, COMMIT", conns))
+
+	// Redeliveries: every event delivered twice, concurrently; effects must
+	// equal distinct events.
+	if err := pb.truncate(ctx, "effects", "processed_events"); err != nil {
+		return nil, err
+	}
+	distinct := redeliveries / 2
+	if err := parallel(ctx, redeliveries, conns, func(ctx context.Context, i int) error {
+		return wrapped.Handle(ctx, envs[i%distinct])
+	}); err != nil {
+		return nil, err
+	}
+	var effects, dups int
+	if err := pb.pool.QueryRow(ctx, `SELECT count(*), count(*) - count(DISTINCT event_id) FROM effects`).Scan(&effects, &dups); err != nil {
+		return nil, err
+	}
+	r2 := Only("B11", fmt.Sprintf("duplicate effects over %d redeliveries", redeliveries), "dups", float64(dups), AtMostAbs(0))
+	if effects != distinct || dups != 0 {
+		r2.Failures = append(r2.Failures, fmt.Sprintf("effects %d for %d distinct events (%d duplicates)", effects, distinct, dups))
+	}
+	return []Result{r1, r2}, nil
+}
+
+// parallel runs fn(i) for i in [0,n) on conns goroutines and returns the
+// first error.
+func parallel(ctx context.Context, n, conns int, fn func(ctx context.Context, i int) error) error {
+	var next atomic.Int64
+	var wg sync.WaitGroup
+	var firstErr error
+	var once sync.Once
+	for range conns {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for {
+				i := int(next.Add(1) - 1)
+				if i >= n || ctx.Err() != nil {
+					return
+				}
+				if err := fn(ctx, i); err != nil {
+					once.Do(func() { firstErr = err })
+					return
+				}
+			}
+		}()
+	}
+	wg.Wait()
+	if firstErr == nil {
+		firstErr = ctx.Err()
+	}
+	return firstErr
+}
