@@ -5,8 +5,11 @@
 // trace); reads inside a unit see its own staged writes; units are
 // serialised (one at a time), so no update is lost. After a unit commits,
 // the events it raised are published, in order, to the publisher, on the
-// caller's goroutine and with the caller's context (so handlers raise
-// follow-up events in their own units). Aggregates are copied in and out:
+// caller's goroutine, with the caller's context values but not its
+// cancellation (so handlers raise follow-up events in their own units, and a
+// caller that goes away after the commit loses nothing). A committed unit
+// always reports success; delivery failures are logged (event type and id),
+// not returned (see UnitOfWork.Do). Aggregates are copied in and out:
 // callers never share memory with the store.
 package memory
 
@@ -14,7 +17,6 @@ import (
 	"cmp"
 	"context"
 	"errors"
-	"fmt"
 	"log/slog"
 	"slices"
 	"sync"
@@ -84,8 +86,19 @@ func NewUnitOfWork(store *Store, pub eventbus.Publisher, logger *slog.Logger) (*
 }
 
 // Do implements outbox.UnitOfWork. A Do inside another Do joins it.
-// Publish errors (with the in-memory bus: the joined handler errors) are
-// returned after the commit, wrapped; the state change stands.
+//
+// Once fn has succeeded the unit is committed and Do returns nil: the
+// command succeeded, exactly as a committed transaction does in the
+// PostgreSQL mode, where the relay delivers the events later. The events are
+// then published with ctx's values but without its cancellation (a caller
+// that goes away after the commit must not drop the follow-up events that
+// keep the session's cycle list, conversations and analysis consistent).
+// A publish error (with the in-memory bus: the joined handler errors) is
+// delivery trouble, not a failed command: it is logged with the event types
+// and ids and never returned. Returning it made callers retry commands that
+// had committed (a second session or cycle) and made idempotent handlers
+// skip their marker, so a redelivery found the effect done and never raised
+// the follow-up events again.
 func (u *UnitOfWork) Do(ctx context.Context, fn func(ctx context.Context) error) error {
 	if txFrom(ctx) != nil {
 		return fn(ctx)
@@ -105,11 +118,11 @@ func (u *UnitOfWork) Do(ctx context.Context, fn func(ctx context.Context) error)
 	if len(envs) == 0 {
 		return nil
 	}
-	if err := u.pub.Publish(ctx, envs...); err != nil {
+	pctx := context.WithoutCancel(ctx)
+	if err := u.pub.Publish(pctx, envs...); err != nil {
 		for _, e := range envs {
-			u.log.WarnContext(ctx, "memory: publish after commit failed", "event_type", e.EventType, "event_id", e.EventID.String())
+			u.log.ErrorContext(pctx, "memory: delivery after commit failed", "event_type", e.EventType, "event_id", e.EventID.String(), "error", err)
 		}
-		return fmt.Errorf("memory: publish after commit: %w", err)
 	}
 	return nil
 }
