@@ -9,8 +9,8 @@ import (
 	"github.com/choicesherpa/eventkit/choicesherpa/internal/adapters/repotest"
 	"github.com/choicesherpa/eventkit/choicesherpa/internal/domain"
 	"github.com/choicesherpa/eventkit/choicesherpa/internal/events"
-	"github.com/choicesherpa/eventkit/outbox"
 	"github.com/choicesherpa/eventkit/eventbus"
+	"github.com/choicesherpa/eventkit/outbox"
 	"github.com/stretchr/testify/require"
 )
 
