@@ -148,6 +148,11 @@ type DashboardCache struct {
 	repos Repositories
 	log   *slog.Logger
 
+	// notifyMu is held from taking a sequence number until the listeners
+	// have been told, so concurrent Apply calls notify in sequence order.
+	// Lock order: notifyMu, then mu.
+	notifyMu sync.Mutex
+
 	mu        sync.Mutex
 	sessions  map[uuid.UUID]*Dashboard
 	listeners map[int]func(Update)
@@ -164,8 +169,9 @@ func NewDashboardCache(repos Repositories, logger *slog.Logger) *DashboardCache 
 
 // OnUpdate registers fn to be called (on the applying goroutine, after the
 // cache is updated) for every applied event; the returned func removes it.
-// fn must not block: a live bridge should hand the update to a buffered
-// per-room queue.
+// Calls are serialised and in sequence order across all sessions, so fn
+// must not block (a live bridge should hand the update to a buffered
+// per-room queue) and must not call Apply; it may call Get.
 func (d *DashboardCache) OnUpdate(fn func(Update)) (cancel func()) {
 	d.mu.Lock()
 	defer d.mu.Unlock()
@@ -367,6 +373,8 @@ func (d *DashboardCache) Apply(ctx context.Context, env eventbus.Envelope) error
 			return err
 		}
 	}
+	d.notifyMu.Lock()
+	defer d.notifyMu.Unlock()
 	d.mu.Lock()
 	db := d.sessions[sid]
 	if db == nil {
