@@ -249,10 +249,10 @@ func (c *Cycle) Branch(at ComponentType, label *string, now time.Time) (*Cycle, 
 			cp := c.Components[i].clone()
 			cp.ID = NewID()
 			cp.UpdatedAt = now
-			if cp.Status != NeedsRevision {
-				cp.Status = NeedsRevision
-				cp.RevisionReason = BranchRevisionReason
-			}
+			// Always the branch reason, even if the parent's copy was
+			// already needs_revision: the child reopens it for exploration.
+			cp.Status = NeedsRevision
+			cp.RevisionReason = BranchRevisionReason
 			child.Components[i] = cp
 		default:
 			child.Components[i] = Component{ID: NewID(), Type: t, Status: NotStarted, CreatedAt: now, UpdatedAt: now}

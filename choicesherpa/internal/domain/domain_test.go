@@ -394,7 +394,9 @@ func TestBranchAtInProgressAndNeedsRevision(t *testing.T) {
 	require.NoError(t, err)
 	child, err = parent.Branch(ProblemFrame, nil, t0)
 	require.NoError(t, err)
-	require.Equal(t, "mine", child.Components[1].RevisionReason, "an existing needs_revision is kept")
+	require.Equal(t, NeedsRevision, child.Components[1].Status)
+	require.Equal(t, BranchRevisionReason, child.Components[1].RevisionReason, "DOMAIN.md: the branch point's reason is always \"Branched for exploration\"")
+	require.Equal(t, "mine", parent.Components[1].RevisionReason, "the parent is untouched")
 }
 
 func TestConversation(t *testing.T) {
