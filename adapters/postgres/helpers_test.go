@@ -43,7 +43,8 @@ func newEnv(cart string, seq int) eventbus.Envelope {
 type bundle struct {
 	schema  string
 	pool    *pgxpool.Pool
-	ob      *postgres.Outbox
+	ob      *postgres.Outbox // the relays' outbox
+	wob     *postgres.Outbox // the writers': another instance, as in another process
 	channel string
 }
 
@@ -56,16 +57,25 @@ func setup(t *testing.T) *bundle {
 	channel := testinfra.UniqueName("ch")
 	ob, err := postgres.NewOutbox(pool, &postgres.OutboxConfig{Schema: schema, NotifyChannel: channel})
 	require.NoError(t, err)
-	return &bundle{schema: schema, pool: pool, ob: ob, channel: channel}
+	t.Cleanup(ob.Close)
+	// A writer's Notify wakes relays of its own Outbox directly; writing
+	// through a second instance makes the wake-up go through NOTIFY, as
+	// between processes.
+	wob, err := postgres.NewOutbox(pool, &postgres.OutboxConfig{Schema: schema, NotifyChannel: channel})
+	require.NoError(t, err)
+	t.Cleanup(wob.Close)
+	return &bundle{schema: schema, pool: pool, ob: ob, wob: wob, channel: channel}
 }
 
-// write stores envs in one committed transaction.
+// write stores envs in one committed transaction and notifies after COMMIT
+// (through the writers' Outbox, so relays are woken by NOTIFY).
 func (b *bundle) write(t testing.TB, envs ...eventbus.Envelope) {
 	t.Helper()
 	err := pgx.BeginFunc(context.Background(), b.pool, func(tx pgx.Tx) error {
-		return b.ob.Write(context.Background(), tx, envs...)
+		return b.wob.Write(context.Background(), tx, envs...)
 	})
 	require.NoError(t, err)
+	b.wob.Notify()
 }
 
 func (b *bundle) count(t testing.TB, where string) int {

@@ -21,6 +21,7 @@ const (
 	DefaultProcessedTable  = "processed_events"
 	DefaultNotifyChannel   = "eventkit_outbox"
 	DefaultCleanupLockWait = 5 * time.Second
+	DefaultNotifyCoalesce  = time.Millisecond
 )
 
 // OutboxConfig configures an Outbox.
@@ -30,13 +31,29 @@ type OutboxConfig struct {
 	Schema string
 	// Table is the outbox table. Defaults to DefaultOutboxTable.
 	Table string
-	// NotifyChannel is the channel Write notifies (pg_notify, empty payload)
-	// and the relay listens on. Defaults to DefaultNotifyChannel; set
-	// DisableNotify to send and listen to nothing.
+	// NotifyChannel is the channel Notify signals (pg_notify, empty
+	// payload) and the relay listens on. Defaults to DefaultNotifyChannel;
+	// set DisableNotify to send and listen to nothing.
 	NotifyChannel string
-	// DisableNotify turns the wake-up off (needed behind a
-	// transaction-pooling PgBouncer). Defaults to false.
+	// DisableNotify turns the LISTEN/NOTIFY wake-up off (needed behind a
+	// transaction-pooling PgBouncer); relays in the same process as the
+	// writer are still woken by Notify directly. Defaults to false.
 	DisableNotify bool
+	// NotifyInTx makes Write send the pg_notify from the writing
+	// transaction itself, for writers that commit on their own and cannot
+	// call Notify after COMMIT. It costs throughput under concurrency:
+	// PostgreSQL serialises the commits of notifying transactions on one
+	// lock held across their WAL flush. Defaults to false: Write does not
+	// notify; UnitOfWork and ProcessedEventStore call Notify after their
+	// COMMIT (and notify in the transaction when they joined one they do
+	// not commit), and callers of Write call Notify after theirs.
+	NotifyInTx bool
+	// NotifyCoalesce is the window in which Notify calls are merged into
+	// one NOTIFY (sent on a pooled connection, outside any business
+	// transaction). It adds at most this much to the wake-up latency.
+	// Defaults to DefaultNotifyCoalesce; negative sends without waiting
+	// (still at most one NOTIFY in flight).
+	NotifyCoalesce time.Duration
 	// LockTimeout bounds how long a cleanup DELETE waits for row locks
 	// (SET LOCAL lock_timeout). Defaults to DefaultCleanupLockWait.
 	LockTimeout time.Duration
@@ -59,6 +76,8 @@ type Outbox struct {
 
 	insertSQL, insertNotifySQL       string
 	insertOneSQL, insertOneNotifySQL string
+
+	notifier notifier
 }
 
 var (
@@ -93,6 +112,9 @@ func NewOutbox(pool *pgxpool.Pool, cfg *OutboxConfig) (*Outbox, error) {
 	if c.LockTimeout == 0 {
 		c.LockTimeout = DefaultCleanupLockWait
 	}
+	if c.NotifyCoalesce == 0 {
+		c.NotifyCoalesce = DefaultNotifyCoalesce
+	}
 	if c.ListenBackoff == (eventbus.Backoff{}) {
 		c.ListenBackoff = eventbus.Backoff{Initial: 100 * time.Millisecond, Max: 5 * time.Second}
 	}
@@ -101,6 +123,7 @@ func NewOutbox(pool *pgxpool.Pool, cfg *OutboxConfig) (*Outbox, error) {
 		log = slog.Default()
 	}
 	o := &Outbox{pool: pool, cfg: c, table: qualify(c.Schema, c.Table), log: log}
+	o.notifier.o, o.notifier.window = o, c.NotifyCoalesce
 	o.lockKey = hashKey(c.Schema + "." + c.Table)
 	o.insertSQL = `INSERT INTO ` + o.table + ` (event_id, event_type, schema_version, aggregate_type, aggregate_id, payload, metadata, occurred_at)
 SELECT u.event_id, u.event_type, u.schema_version, u.aggregate_type, u.aggregate_id, u.payload, u.metadata, u.occurred_at
@@ -135,11 +158,33 @@ func hashKey(s string) int32 {
 // Table returns the (sanitized, possibly schema-qualified) table name.
 func (o *Outbox) Table() string { return o.table }
 
+// Notify tells the relays that rows were committed: relays listening
+// through this Outbox in this process are woken at once, and one NOTIFY
+// (empty payload) is sent within NotifyCoalesce on a connection of the pool,
+// covering every Notify call made meanwhile. Call it after COMMIT, never
+// before (a relay woken early finds nothing and waits for its next poll). It
+// never blocks and never fails: a lost wake-up costs at most one poll
+// interval. UnitOfWork and ProcessedEventStore call it for you.
+func (o *Outbox) Notify() { o.notifier.signal() }
+
+// Close waits (at most a few seconds) for the NOTIFY that Notify scheduled
+// and stops scheduling more; Notify after Close still wakes local relays.
+// Close it before closing the pool. It does not close the pool.
+func (o *Outbox) Close() { o.notifier.close() }
+
 // Write implements outbox.Writer: it validates envs and stores them with one
-// statement in tx, followed (same statement) by pg_notify unless disabled.
-// An invalid envelope fails the whole call with an error wrapping
-// eventbus.ErrInvalidEnvelope, before anything is written.
+// statement in tx. It does not signal the relays unless NotifyInTx is set:
+// call Notify after the transaction committed. An invalid envelope fails
+// the whole call with an error wrapping eventbus.ErrInvalidEnvelope, before
+// anything is written.
 func (o *Outbox) Write(ctx context.Context, tx pgx.Tx, envs ...eventbus.Envelope) error {
+	return o.write(ctx, tx, o.cfg.NotifyInTx, envs)
+}
+
+// write stores envs in tx, with pg_notify in the same statement when
+// notify is set (and notifications are enabled).
+func (o *Outbox) write(ctx context.Context, tx pgx.Tx, notify bool, envs []eventbus.Envelope) error {
+	notify = notify && !o.cfg.DisableNotify
 	if len(envs) == 0 {
 		return nil
 	}
@@ -147,7 +192,7 @@ func (o *Outbox) Write(ctx context.Context, tx pgx.Tx, envs ...eventbus.Envelope
 		return errors.New("postgres outbox: Write needs a transaction")
 	}
 	if len(envs) == 1 {
-		return o.writeOne(ctx, tx, &envs[0])
+		return o.writeOne(ctx, tx, notify, &envs[0])
 	}
 	n := len(envs)
 	ids := make([]eventbus.EventID, n)
@@ -177,7 +222,7 @@ func (o *Outbox) Write(ctx context.Context, tx pgx.Tx, envs ...eventbus.Envelope
 	}
 	args := []any{uuids, types, versions, aggTypes, aggIDs, payloads, metas, occurred}
 	sql := o.insertSQL
-	if !o.cfg.DisableNotify {
+	if notify {
 		sql = o.insertNotifySQL
 		args = append(args, o.cfg.NotifyChannel)
 	}
@@ -187,7 +232,7 @@ func (o *Outbox) Write(ctx context.Context, tx pgx.Tx, envs ...eventbus.Envelope
 	return nil
 }
 
-func (o *Outbox) writeOne(ctx context.Context, tx pgx.Tx, e *eventbus.Envelope) error {
+func (o *Outbox) writeOne(ctx context.Context, tx pgx.Tx, notify bool, e *eventbus.Envelope) error {
 	if err := e.Validate(); err != nil {
 		return fmt.Errorf("postgres outbox: envelope 0: %w", err)
 	}
@@ -197,7 +242,7 @@ func (o *Outbox) writeOne(ctx context.Context, tx pgx.Tx, e *eventbus.Envelope) 
 	}
 	args := []any{e.EventID.UUID(), e.EventType, int32(e.SchemaVersion), e.AggregateType, e.AggregateID, string(e.Payload), string(md), e.OccurredAt}
 	sql := o.insertOneSQL
-	if !o.cfg.DisableNotify {
+	if notify {
 		sql = o.insertOneNotifySQL
 		args = append(args, o.cfg.NotifyChannel)
 	}
@@ -473,8 +518,10 @@ func (o *Outbox) DeletePublishedBefore(ctx context.Context, cutoff time.Time, li
 // Listen implements outbox.WakeSource: LISTEN on a dedicated connection
 // (not from the pool), reconnecting with backoff after connection loss and
 // waking once after every (re)connection, since notifications sent while
-// disconnected are lost. With DisableNotify it just waits for ctx.
+// disconnected are lost. While it runs, Notify calls on this Outbox wake it
+// directly too. With DisableNotify it only waits for those and for ctx.
 func (o *Outbox) Listen(ctx context.Context, wake func()) error {
+	defer o.notifier.addLocal(wake)()
 	if o.cfg.DisableNotify {
 		<-ctx.Done()
 		return ctx.Err()

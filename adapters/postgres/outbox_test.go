@@ -15,6 +15,7 @@ import (
 	"github.com/choicesherpa/eventkit/eventbus"
 	"github.com/choicesherpa/eventkit/outbox"
 	"github.com/jackc/pgx/v5"
+	"github.com/jackc/pgx/v5/pgconn"
 	"github.com/stretchr/testify/require"
 )
 
@@ -141,25 +142,36 @@ func TestO1AtomicWrite(t *testing.T) {
 	require.NoError(t, err)
 
 	// NOTIFY semantics, observed on our own LISTEN connection.
-	lc, err := pgx.ConnectConfig(ctx, b.pool.Config().ConnConfig.Copy())
+	lc := listenConn(t, b)
+	uowW, err := postgres.NewUnitOfWork(b.pool, b.wob, nil)
 	require.NoError(t, err)
-	defer lc.Close(ctx)
-	_, err = lc.Exec(ctx, "LISTEN "+pgx.Identifier{b.channel}.Sanitize())
+	err = uowW.Do(ctx, func(ctx context.Context) error {
+		if err := outbox.Raise(ctx, itemAdded{Cart: "rolled", Seq: 1}); err != nil {
+			return err
+		}
+		return errors.New("roll back")
+	})
+	require.Error(t, err)
+	requireNoNotification(t, lc, "a rolled-back unit of work must not notify")
+	require.NoError(t, uowW.Do(ctx, func(ctx context.Context) error {
+		return outbox.Raise(ctx, itemAdded{Cart: "committed", Seq: 1})
+	}))
+	note := requireNotification(t, lc, "a committed unit of work notifies after COMMIT")
+	require.Equal(t, "", note.Payload, "the notification carries no payload")
+
+	// The same with the notification sent from the writing transaction.
+	inTx, err := postgres.NewOutbox(b.pool, &postgres.OutboxConfig{Schema: b.schema, NotifyChannel: b.channel, NotifyInTx: true})
 	require.NoError(t, err)
+	defer inTx.Close()
 	tx, err := b.pool.Begin(ctx)
 	require.NoError(t, err)
-	require.NoError(t, b.ob.Write(ctx, tx, newEnv("rolled", 1)))
+	require.NoError(t, inTx.Write(ctx, tx, newEnv("rolled", 2)))
 	require.NoError(t, tx.Rollback(ctx))
-	wctx, cancel := context.WithTimeout(ctx, 300*time.Millisecond)
-	_, err = lc.WaitForNotification(wctx)
-	cancel()
-	require.ErrorIs(t, err, context.DeadlineExceeded, "a rolled-back transaction must not notify")
-	b.write(t, newEnv("committed", 1))
-	wctx, cancel = context.WithTimeout(ctx, 5*time.Second)
-	note, err := lc.WaitForNotification(wctx)
-	cancel()
-	require.NoError(t, err, "a committed write notifies")
-	require.Equal(t, "", note.Payload, "the notification carries no payload")
+	requireNoNotification(t, lc, "a rolled-back transaction must not notify (NotifyInTx)")
+	require.NoError(t, pgx.BeginFunc(ctx, b.pool, func(tx pgx.Tx) error { return inTx.Write(ctx, tx, newEnv("committed", 2)) }))
+	requireNotification(t, lc, "a committed transaction notifies (NotifyInTx)")
+	_, err = b.pool.Exec(ctx, `DELETE FROM `+b.ob.Table())
+	require.NoError(t, err)
 
 	n := 50
 	if full() {
@@ -169,7 +181,7 @@ func TestO1AtomicWrite(t *testing.T) {
 	startRelay(t, outbox.RelayConfig{Store: b.ob, Publisher: rec, PollInterval: 200 * time.Millisecond})
 	uow, err := postgres.NewUnitOfWork(b.pool, b.ob, nil)
 	require.NoError(t, err)
-	committed := map[string]bool{"committed": true}
+	committed := map[string]bool{}
 	var mu sync.Mutex
 	var wg sync.WaitGroup
 	sem := make(chan struct{}, 8)
@@ -202,11 +214,11 @@ func TestO1AtomicWrite(t *testing.T) {
 		}()
 	}
 	wg.Wait()
-	got := rec.waitCount(t, 30*time.Second, n+1)
+	got := rec.waitCount(t, 30*time.Second, n)
 	for _, e := range got {
 		require.True(t, committed[e.AggregateID], "published %s from a rolled-back transaction", e.AggregateID)
 	}
-	require.Len(t, got, n+1, "no duplicates")
+	require.Len(t, got, n, "no duplicates")
 	var orders int
 	require.NoError(t, b.pool.QueryRow(ctx, `SELECT count(*) FROM orders`).Scan(&orders))
 	require.Equal(t, n, orders)
@@ -585,4 +597,91 @@ func TestO5BrokerOutageBacklog(t *testing.T) {
 		lag, err := relay.Lag(ctx)
 		return err == nil && lag == 0
 	}, 10*time.Second, 50*time.Millisecond, "lag returns to 0")
+}
+
+func listenConn(t *testing.T, b *bundle) *pgx.Conn {
+	t.Helper()
+	ctx := context.Background()
+	lc, err := pgx.ConnectConfig(ctx, b.pool.Config().ConnConfig.Copy())
+	require.NoError(t, err)
+	t.Cleanup(func() { _ = lc.Close(context.Background()) })
+	_, err = lc.Exec(ctx, "LISTEN "+pgx.Identifier{b.channel}.Sanitize())
+	require.NoError(t, err)
+	return lc
+}
+
+func requireNoNotification(t *testing.T, lc *pgx.Conn, msg string) {
+	t.Helper()
+	wctx, cancel := context.WithTimeout(context.Background(), 300*time.Millisecond)
+	defer cancel()
+	_, err := lc.WaitForNotification(wctx)
+	require.ErrorIs(t, err, context.DeadlineExceeded, msg)
+}
+
+func requireNotification(t *testing.T, lc *pgx.Conn, msg string) *pgconn.Notification {
+	t.Helper()
+	wctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	note, err := lc.WaitForNotification(wctx)
+	require.NoError(t, err, msg)
+	return note
+}
+
+// Notify coalesces: a burst of signals from many committed writers costs a
+// few NOTIFYs, not one each, and the last signal is always followed by one.
+func TestNotifyCoalesces(t *testing.T) {
+	t.Parallel()
+	b := setup(t)
+	lc := listenConn(t, b)
+	var wg sync.WaitGroup
+	for range 8 {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for range 100 {
+				b.wob.Notify()
+			}
+		}()
+	}
+	wg.Wait()
+	requireNotification(t, lc, "a burst of Notify calls sends a NOTIFY")
+	n := 1
+	for {
+		wctx, cancel := context.WithTimeout(context.Background(), 300*time.Millisecond)
+		_, err := lc.WaitForNotification(wctx)
+		cancel()
+		if err != nil {
+			require.ErrorIs(t, err, context.DeadlineExceeded)
+			break
+		}
+		n++
+	}
+	t.Logf("800 Notify calls -> %d NOTIFYs", n)
+	require.Less(t, n, 100, "Notify calls are coalesced")
+	// After the burst, one more signal is answered by one more NOTIFY.
+	b.wob.Notify()
+	requireNotification(t, lc, "a signal after a burst is not swallowed")
+}
+
+// With DisableNotify nothing is sent, but a relay in the same process as
+// the writer is still woken by Notify at once.
+func TestNotifyWakesLocalRelayWithoutListen(t *testing.T) {
+	t.Parallel()
+	b := setup(t)
+	ob, err := postgres.NewOutbox(b.pool, &postgres.OutboxConfig{Schema: b.schema, NotifyChannel: b.channel, DisableNotify: true})
+	require.NoError(t, err)
+	lc := listenConn(t, b)
+	rec := newRecorder()
+	const poll = 5 * time.Second
+	startRelay(t, outbox.RelayConfig{Store: ob, Publisher: rec, PollInterval: poll})
+	time.Sleep(200 * time.Millisecond) // let the first claim pass
+	uow, err := postgres.NewUnitOfWork(b.pool, ob, nil)
+	require.NoError(t, err)
+	t0 := time.Now()
+	require.NoError(t, uow.Do(context.Background(), func(ctx context.Context) error {
+		return outbox.Raise(ctx, itemAdded{Cart: "local", Seq: 1})
+	}))
+	rec.waitCount(t, poll, 1)
+	require.Less(t, time.Since(t0), poll/2, "woken in process, not by the poll")
+	requireNoNotification(t, lc, "DisableNotify sends no NOTIFY")
 }

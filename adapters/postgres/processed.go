@@ -123,7 +123,8 @@ VALUES ($1, $2, coalesce($3::timestamptz, now())) ON CONFLICT DO NOTHING`, handl
 		sctx, c := outbox.WithNewCollector(WithTx(ctx, sp))
 		err = run(sctx, sp)
 		if err == nil {
-			err = writeCollected(sctx, s.cfg.Outbox, sp, c)
+			// The caller commits: notify from inside its transaction.
+			_, err = writeCollected(sctx, s.cfg.Outbox, sp, c, true)
 		}
 		if err != nil {
 			_ = sp.Rollback(context.WithoutCancel(ctx))

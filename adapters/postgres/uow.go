@@ -39,9 +39,12 @@ type UnitOfWorkConfig struct {
 // transaction (TxFromContext gives it to repositories), collects the events
 // fn raises with outbox.Raise and writes them to the outbox before COMMIT.
 // When fn fails or panics the transaction is rolled back and no event is
-// stored. A Do under a context that already carries a transaction joins it:
-// its events are written by the outer unit (or, if the transaction was put
-// there with WithTx by the caller, right after fn returns).
+// stored. After COMMIT it calls Outbox.Notify to wake the relays (no
+// pg_notify in the business transaction, see OutboxConfig.NotifyInTx). A Do
+// under a context that already carries a transaction joins it: its events
+// are written by the outer unit (or, if the transaction was put there with
+// WithTx by the caller, right after fn returns, with a pg_notify in that
+// transaction since the caller commits).
 type UnitOfWork struct {
 	pool   *pgxpool.Pool
 	outbox *Outbox
@@ -76,7 +79,10 @@ func runInTx(ctx context.Context, pool *pgxpool.Pool, opts pgx.TxOptions, ob *Ou
 			return err
 		}
 		if outer {
-			return writeCollected(ctx, ob, tx, c)
+			// The caller commits, not us: only a pg_notify inside the
+			// transaction is sure to follow its COMMIT.
+			_, err := writeCollected(ctx, ob, tx, c, true)
+			return err
 		}
 		return nil
 	}
@@ -94,7 +100,8 @@ func runInTx(ctx context.Context, pool *pgxpool.Pool, opts pgx.TxOptions, ob *Ou
 	if err := fn(ctx, tx); err != nil {
 		return err
 	}
-	if err := writeCollected(ctx, ob, tx, c); err != nil {
+	wrote, err := writeCollected(ctx, ob, tx, c, false)
+	if err != nil {
 		return err
 	}
 	if err := tx.Commit(ctx); err != nil {
@@ -102,18 +109,24 @@ func runInTx(ctx context.Context, pool *pgxpool.Pool, opts pgx.TxOptions, ob *Ou
 		return fmt.Errorf("postgres: commit: %w", err)
 	}
 	committed = true
+	if wrote && !ob.cfg.NotifyInTx {
+		ob.Notify()
+	}
 	return nil
 }
 
 var errNoOutbox = errors.New("postgres: events were raised but no outbox is configured")
 
-func writeCollected(ctx context.Context, ob *Outbox, tx pgx.Tx, c *outbox.Collector) error {
+// writeCollected writes what c collected to ob in tx, with a pg_notify in
+// tx when notifyInTx or ob's NotifyInTx is set, and reports whether it
+// wrote anything (the caller then calls ob.Notify after COMMIT).
+func writeCollected(ctx context.Context, ob *Outbox, tx pgx.Tx, c *outbox.Collector, notifyInTx bool) (bool, error) {
 	envs := c.Envelopes()
 	if len(envs) == 0 {
-		return nil
+		return false, nil
 	}
 	if ob == nil {
-		return errNoOutbox
+		return false, errNoOutbox
 	}
-	return ob.Write(ctx, tx, envs...)
+	return true, ob.write(ctx, tx, notifyInTx || ob.cfg.NotifyInTx, envs)
 }
