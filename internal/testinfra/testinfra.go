@@ -194,7 +194,8 @@ func Pool(tb testing.TB) *pgxpool.Pool {
 }
 
 // Redis returns a client of the test Redis and a unique key prefix for the
-// test. Keys matching prefix* are deleted and the client closed at cleanup.
+// test. At cleanup every key that contains the prefix's unique name anywhere
+// is deleted (so "{prefix...}" hash-tagged keys go too) and the client closed.
 func Redis(tb testing.TB) (*redis.Client, string) {
 	tb.Helper()
 	opts, err := redis.ParseURL(RedisURL(tb))
@@ -206,7 +207,7 @@ func Redis(tb testing.TB) (*redis.Client, string) {
 	tb.Cleanup(func() {
 		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 		defer cancel()
-		iter := c.Scan(ctx, 0, prefix+"*", 500).Iterator()
+		iter := c.Scan(ctx, 0, "*"+strings.TrimSuffix(prefix, ":")+"*", 500).Iterator()
 		var keys []string
 		for iter.Next(ctx) {
 			keys = append(keys, iter.Val())
