@@ -54,6 +54,12 @@ type OutboxConfig struct {
 	// Defaults to DefaultNotifyCoalesce; negative sends without waiting
 	// (still at most one NOTIFY in flight).
 	NotifyCoalesce time.Duration
+	// DeleteOnPublish makes the relay delete rows once published instead of
+	// setting published_at and keeping them until Cleanup's retention
+	// expires. Deleting is cheaper (no new row version, no index entries)
+	// but published rows can no longer be inspected or replayed from the
+	// table. Defaults to false.
+	DeleteOnPublish bool
 	// LockTimeout bounds how long a cleanup DELETE waits for row locks
 	// (SET LOCAL lock_timeout). Defaults to DefaultCleanupLockWait.
 	LockTimeout time.Duration
@@ -384,7 +390,11 @@ FROM (SELECT aggregate_type AS t, aggregate_id AS a, max(id) AS maxid FROM `+o.t
 
 func (o *Outbox) applyOutcome(ctx context.Context, tx pgx.Tx, out outbox.Outcome) error {
 	if len(out.Published) > 0 {
-		if _, err := tx.Exec(ctx, `UPDATE `+o.table+` SET published_at = now() WHERE id = ANY($1)`, out.Published); err != nil {
+		sql := `UPDATE ` + o.table + ` SET published_at = now() WHERE id = ANY($1)`
+		if o.cfg.DeleteOnPublish {
+			sql = `DELETE FROM ` + o.table + ` WHERE id = ANY($1)`
+		}
+		if _, err := tx.Exec(ctx, sql, out.Published); err != nil {
 			return fmt.Errorf("postgres outbox: mark published: %w", err)
 		}
 	}

@@ -685,3 +685,36 @@ func TestNotifyWakesLocalRelayWithoutListen(t *testing.T) {
 	require.Less(t, time.Since(t0), poll/2, "woken in process, not by the poll")
 	requireNoNotification(t, lc, "DisableNotify sends no NOTIFY")
 }
+
+// DeleteOnPublish: published rows are deleted, failed rows stay with their
+// error, and per-aggregate order holds.
+func TestDeleteOnPublish(t *testing.T) {
+	t.Parallel()
+	b := setup(t)
+	ob, err := postgres.NewOutbox(b.pool, &postgres.OutboxConfig{Schema: b.schema, NotifyChannel: b.channel, DeleteOnPublish: true})
+	require.NoError(t, err)
+	t.Cleanup(ob.Close)
+	rec := newRecorder()
+	rec.setFail(func(e eventbus.Envelope) error {
+		if e.AggregateID == "poison" {
+			return eventbus.Permanent(errors.New("rejected"))
+		}
+		return nil
+	})
+	const n = 300
+	for i := range n {
+		b.write(t, newEnv(fmt.Sprintf("d%d", i%7), i))
+	}
+	b.write(t, newEnv("poison", 0))
+	startRelay(t, outbox.RelayConfig{Store: ob, Publisher: rec, BatchSize: 50, PollInterval: 50 * time.Millisecond})
+	got := rec.waitCount(t, 30*time.Second, n)
+	last := map[string]int{}
+	for _, e := range got {
+		var p itemAdded
+		require.NoError(t, json.Unmarshal(e.Payload, &p))
+		require.Greater(t, p.Seq+1, last[e.AggregateID], "order within %s", e.AggregateID)
+		last[e.AggregateID] = p.Seq + 1
+	}
+	require.Eventually(t, func() bool { return b.count(t, "true") == 1 }, 10*time.Second, 20*time.Millisecond, "published rows deleted")
+	require.Equal(t, 1, b.count(t, "aggregate_id = 'poison' AND quarantined_at IS NOT NULL AND last_error <> ''"), "the quarantined row stays")
+}
