@@ -8,6 +8,7 @@ import (
 	"strconv"
 	"sync"
 	"sync/atomic"
+	"time"
 
 	"github.com/ThreeDotsLabs/watermill"
 	wmsql "github.com/ThreeDotsLabs/watermill-sql/v4/pkg/sql"
@@ -213,12 +214,18 @@ func runB8(ctx context.Context, cfg Config) ([]Result, error) {
 			}
 			return pub.Publish(wmTopic, message.NewMessage(env.EventID.String(), message.Payload(env.Payload)))
 		}, nil)
-		s, err := Interleave(ctx, cfg,
+		contenders := []Contender{
 			Measure("ours", n, MsgPerSec, ours),
 			Measure("baseline", n, MsgPerSec, baseline),
 			Measure("watermill-sql", n, MsgPerSec, peer),
 			Measure("ours-notify-in-tx", n, MsgPerSec, oursInTx),
-		)
+		}
+		// Physical proxy: the same two statements from pgbench's C client.
+		proxyBase, proxyOutbox := b8Proxies(cfg, pb, conns)
+		if proxyBase != nil {
+			contenders = append(contenders, *proxyBase, *proxyOutbox)
+		}
+		s, err := Interleave(ctx, cfg, contenders...)
 		pb.ob.Close()
 		pb.close()
 		if err != nil {
@@ -230,6 +237,32 @@ func runB8(ctx context.Context, cfg Config) ([]Result, error) {
 		r2.Notes = append(r2.Notes, "watermill-sql: NewPublisher(TxFromPgx(tx), DefaultPostgreSQLSchema) + Publish per tx, as its docs show")
 		r3 := Compare("B8", fmt.Sprintf("outbox write + pg_notify in the tx (NotifyInTx), %d conns, vs same tx without outbox", conns), "tx/s", s[3], s[1], Target{})
 		out = append(out, r1, r2, r3)
+		if proxyBase != nil {
+			r4 := Compare("B8", fmt.Sprintf("pgbench proxy, %d conns: business + outbox INSERT vs business only", conns), "tx/s", s[5], s[4], Target{})
+			r4.Notes = append(r4.Notes, "pgbench proxy: the same business INSERT and a single-row outbox INSERT (same columns, 256 B JSON payload) per transaction, pgbench -n -c N -j min(N,2) -T t; its ratio is the ceiling of ours vs baseline on this machine")
+			out = append(out, r4)
+		}
 	}
 	return out, nil
+}
+
+// b8Proxies returns pgbench contenders for the business-only transaction
+// and the business + outbox row transaction (nil when pgbench is missing).
+func b8Proxies(cfg Config, pb *pgBench, conns int) (base, withOutbox *Contender) {
+	d := time.Duration(cfg.Size(3, 1, 1)) * time.Second
+	biz := pgx.Identifier{pb.schema, "pgb_business"}.Sanitize()
+	ob := pgx.Identifier{pb.schema, "outbox"}.Sanitize()
+	bizSQL := "INSERT INTO " + biz + " (body) VALUES ('" + body256 + "');\n"
+	payload := `{"id":"1","seq":1,"body":"` + body256 + `"}`
+	obSQL := "INSERT INTO " + ob + " (event_id, event_type, schema_version, aggregate_type, aggregate_id, payload, metadata, occurred_at) VALUES (gen_random_uuid(), 'bench.happened.v1', 1, 'bench', '1', '" + payload + "', '{}', now());\n"
+	before := func(ctx context.Context) error {
+		_, err := pb.pool.Exec(ctx, "CREATE TABLE IF NOT EXISTS "+biz+" (id bigint GENERATED ALWAYS AS IDENTITY PRIMARY KEY, body text NOT NULL); TRUNCATE "+biz+", "+ob)
+		return err
+	}
+	base = pgbenchContender(cfg, "pgbench-business", "BEGIN;\n"+bizSQL+"COMMIT;\n", conns, d, before)
+	withOutbox = pgbenchContender(cfg, "pgbench-business+outbox", "BEGIN;\n"+bizSQL+obSQL+"COMMIT;\n", conns, d, before)
+	if base == nil || withOutbox == nil {
+		return nil, nil
+	}
+	return base, withOutbox
 }

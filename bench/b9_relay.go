@@ -434,3 +434,56 @@ DELETE FROM ` + table + ` o USING c WHERE o.id = c.id RETURNING o.id, o.event_id
 	}}
 	return &c, note
 }
+
+var pgbenchFailed = regexp.MustCompile(`number of failed transactions: ([0-9]+)`)
+
+// pgbenchContender runs script (written to a temp file) with pgbench for d
+// on clients connections and reports its tps (excluding connection time).
+// The run is correct when pgbench reports no failed transaction. before,
+// if set, runs first (untimed), e.g. to truncate tables. It returns nil when
+// pgbench is not installed.
+func pgbenchContender(cfg Config, name, script string, clients int, d time.Duration, before func(ctx context.Context) error) *Contender {
+	bin, err := exec.LookPath("pgbench")
+	if err != nil {
+		return nil
+	}
+	url := cfg.Env.PostgresURL
+	if url == "" {
+		url = DefaultPostgresURL
+	}
+	secs := max(1, int(d/time.Second))
+	return &Contender{Name: name, Run: func(ctx context.Context) (Sample, error) {
+		if before != nil {
+			if err := before(ctx); err != nil {
+				return Sample{}, err
+			}
+		}
+		dir, err := os.MkdirTemp("", "bench-pgbench-")
+		if err != nil {
+			return Sample{}, err
+		}
+		defer os.RemoveAll(dir)
+		file := filepath.Join(dir, "script.sql")
+		if err := os.WriteFile(file, []byte(script), 0o600); err != nil {
+			return Sample{}, err
+		}
+		args := []string{"-n", "-c", strconv.Itoa(clients), "-j", strconv.Itoa(min(clients, 2)), "-T", strconv.Itoa(secs), "-f", file, url}
+		out, err := exec.CommandContext(ctx, bin, args...).CombinedOutput()
+		if err != nil {
+			return Sample{}, fmt.Errorf("pgbench: %w: %s", err, out)
+		}
+		m := pgbenchTPS.FindSubmatch(out)
+		if m == nil {
+			return Sample{}, fmt.Errorf("pgbench: no tps in output: %s", out)
+		}
+		tps, err := strconv.ParseFloat(string(m[1]), 64)
+		if err != nil {
+			return Sample{}, err
+		}
+		tally := NewTally(1, 1)
+		if f := pgbenchFailed.FindSubmatch(out); f == nil || string(f[1]) == "0" {
+			tally.Mark(0, 0)
+		}
+		return Sample{Value: tps, Check: tally.Check()}, nil
+	}}
+}
