@@ -27,9 +27,24 @@
 // per aggregate, so several relays share the work while each aggregate's
 // rows are published in insertion order; the claim is held for the length of
 // one publish, and a relay that dies releases it with its connection (its
-// published-but-unmarked rows are published again: at least once). The
-// pg_notify sent by Write carries no payload and, by PostgreSQL semantics,
-// is delivered only if the transaction commits. The idempotent handler
+// published-but-unmarked rows are published again: at least once).
+//
+// # Wake-up
+//
+// Relays poll (the ground truth) and are woken early by Outbox.Notify, which
+// UnitOfWork and ProcessedEventStore call after their COMMIT (never for a
+// rolled-back transaction): relays of the same Outbox in this process are
+// woken at once, and one NOTIFY with an empty payload, coalesced over
+// OutboxConfig.NotifyCoalesce (1 ms), is sent on a pooled connection for
+// relays elsewhere. The business transaction itself sends no NOTIFY by
+// default, because PostgreSQL serialises the commits of notifying
+// transactions on one lock held across their WAL flush (measured: 16
+// concurrent writers lost half their throughput). Writers that commit
+// themselves call Notify after COMMIT, or set OutboxConfig.NotifyInTx to
+// have Write send pg_notify from their transaction (delivered only if it
+// commits). A lost wake-up costs at most one poll interval.
+//
+// The idempotent handler
 // (ProcessedEventStore) commits its marker, its own writes and the events it
 // raises in one transaction.
 package postgres

@@ -86,6 +86,7 @@ CREATE TABLE invoices (order_id text PRIMARY KEY)`); err != nil {
 	if err != nil {
 		return err
 	}
+	defer ob.Close() // flushes the last NOTIFY; runs before pool.Close
 	uow, err := postgres.NewUnitOfWork(pool, ob, nil)
 	if err != nil {
 		return err
