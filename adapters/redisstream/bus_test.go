@@ -113,7 +113,8 @@ func TestPublishSubscribeRoundTrip(t *testing.T) {
 	st, err := b.Stats(ctx)
 	require.NoError(t, err)
 	require.EqualValues(t, 102, st.Published)
-	require.Len(t, st.Streams, 1)
+	require.Len(t, st.Streams, 3, "the stream and the two groups' replay streams")
+	require.Equal(t, f.stream, st.Streams[0].Stream)
 	require.EqualValues(t, 102, st.Streams[0].Length)
 }
 

@@ -99,7 +99,8 @@ type Config struct {
 	// Buffer is how many entries a subscription may hold beyond those being
 	// handled (read ahead). Held entries are kept claimed (their idle time
 	// is reset every MinIdle/4), so they are never handed to another
-	// consumer while they wait. Defaults to DefaultBuffer (100).
+	// consumer while they wait. Entries waiting for a retry count here
+	// too. Defaults to DefaultBuffer (100); negative means no read-ahead.
 	Buffer int
 	// OrderByAggregate routes every entry of one aggregate (type and id) to
 	// the same worker, so one consumer handles an aggregate's events in
@@ -231,7 +232,7 @@ func (c *Config) validate() error {
 	case strings.ContainsAny(c.Consumer, " \r\n"):
 		return bad("Consumer %q must not contain spaces", c.Consumer)
 	case c.MaxPayloadBytes < 0, c.WriteTimeout < 0, c.MaxPipeline < 0, c.PublishPipelines < 0, c.Count < 0,
-		c.Block < 0, c.Concurrency < 0, c.Buffer < 0, c.HandlerTimeout < 0, c.MinIdle < 0,
+		c.Block < 0, c.Concurrency < 0, c.HandlerTimeout < 0, c.MinIdle < 0,
 		c.ClaimInterval < 0, c.MaxDeliveries < 0, c.ShutdownTimeout < 0:
 		return bad("negative size or duration")
 	case c.MinIdle <= c.HandlerTimeout+MinIdleMargin:

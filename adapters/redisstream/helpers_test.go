@@ -219,3 +219,7 @@ func ids(envs []eventbus.Envelope) map[eventbus.EventID]bool {
 }
 
 func fmtErr(format string, args ...any) error { return fmt.Errorf(format, args...) }
+
+func xreadArgs(group, consumer, stream string) *redis.XReadGroupArgs {
+	return &redis.XReadGroupArgs{Group: group, Consumer: consumer, Streams: []string{stream, ">"}, Count: 10, Block: -1}
+}

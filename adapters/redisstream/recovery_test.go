@@ -192,7 +192,7 @@ func TestTrimNeverDropsUnacked(t *testing.T) {
 	fast.wait(t, 30*time.Second)
 	requirePendingZero(t, f.rdb, f.stream, "fast")
 
-	res, err := b.Trim(ctx, TrimOptions{})
+	res, err := b.Trim(ctx, TrimOptions{Streams: []string{f.stream}})
 	require.NoError(t, err)
 	require.Len(t, res, 1)
 	n, err := f.rdb.XLen(ctx, f.stream).Result()
@@ -210,7 +210,7 @@ func TestTrimNeverDropsUnacked(t *testing.T) {
 	slow.wait(t, 30*time.Second)
 	requirePendingZero(t, f.rdb, f.stream, "slow")
 	// The length target keeps the newest 100.
-	res, err = b.Trim(ctx, TrimOptions{MaxLen: 100})
+	res, err = b.Trim(ctx, TrimOptions{MaxLen: 100, Streams: []string{f.stream}})
 	require.NoError(t, err)
 	require.Positive(t, res[0].Removed)
 	n, err = f.rdb.XLen(ctx, f.stream).Result()
@@ -354,11 +354,11 @@ func TestLongHandlerNeverRunsTwiceAtOnce(t *testing.T) {
 		c := f.config()
 		c.HandlerTimeout = 100 * time.Millisecond
 		c.MinIdle = 1200 * time.Millisecond
-		c.Buffer = 8
-		c.Concurrency = 2
+		c.Buffer = -1 // every slot busy: the claim loop must still heartbeat
+		c.Concurrency = 1
 		return f.bus(t, c)
 	}
-	rec := newRecorder(3, func(_ context.Context, env eventbus.Envelope, _ int) error {
+	rec := newRecorder(2, func(_ context.Context, env eventbus.Envelope, _ int) error {
 		calls.Add(1)
 		if _, busy := running.LoadOrStore(env.EventID, true); busy {
 			overlap.Add(1)
@@ -372,10 +372,15 @@ func TestLongHandlerNeverRunsTwiceAtOnce(t *testing.T) {
 	require.NoError(t, err)
 	_, err = b2.Subscribe(ctx, "g", rec)
 	require.NoError(t, err)
-	require.NoError(t, b1.Publish(ctx, mkEnvs(t, 3)...))
+	require.NoError(t, b1.Publish(ctx, mkEnvs(t, 2)...))
+	// An idle third consumer would claim any entry whose claim lapsed.
+	eventually(t, 10*time.Second, func() bool { return calls.Load() == 2 }, "both entries started")
+	b3 := mk()
+	_, err = b3.Subscribe(ctx, "g", rec)
+	require.NoError(t, err)
 	rec.wait(t, 30*time.Second)
 	require.Zero(t, overlap.Load())
-	require.EqualValues(t, 3, calls.Load(), "each entry handled once")
+	require.EqualValues(t, 2, calls.Load(), "each entry handled once")
 	requirePendingZero(t, f.rdb, f.stream, "g")
 }
 

@@ -150,6 +150,7 @@ func (b *Bus) subscribe(ctx context.Context, name string, h eventbus.Handler, br
 	}
 	if !broadcast {
 		s.streams = append(s.streams, b.ReplayStream(name))
+		b.noteStream(b.ReplayStream(name))
 	}
 
 	b.mu.Lock()
@@ -187,7 +188,7 @@ func (b *Bus) subscribe(ctx context.Context, name string, h eventbus.Handler, br
 
 	s.readCtx, s.readCancel = context.WithCancel(context.Background())
 	s.hardCtx, s.hardCancel = context.WithCancel(context.Background())
-	s.slots = make(chan struct{}, b.cfg.Concurrency+b.cfg.Buffer)
+	s.slots = make(chan struct{}, b.cfg.Concurrency+max(b.cfg.Buffer, 0))
 	nWork := 1
 	if b.cfg.OrderByAggregate || broadcast {
 		nWork = b.cfg.Concurrency
@@ -312,6 +313,20 @@ func (s *subscription) acquire(n int) int {
 		return 0
 	}
 	got := 1
+	for got < n {
+		select {
+		case s.slots <- struct{}{}:
+			got++
+		default:
+			return got
+		}
+	}
+	return got
+}
+
+// tryAcquire takes up to n free slots without waiting.
+func (s *subscription) tryAcquire(n int) int {
+	got := 0
 	for got < n {
 		select {
 		case s.slots <- struct{}{}:
@@ -577,8 +592,9 @@ func (s *subscription) worker(ch chan *delivery) {
 			s.release(1)
 			continue
 		}
-		s.process(d)
-		s.release(1)
+		if !s.process(d) {
+			s.release(1)
+		}
 	}
 }
 
@@ -590,20 +606,23 @@ func (s *subscription) wants(typ string) bool {
 	return ok
 }
 
-func (s *subscription) process(d *delivery) {
+// process handles one delivery. It reports whether the delivery's in-flight
+// slot went with it to the retry queue (entries waiting for a retry count
+// against Concurrency+Buffer, which bounds memory and applies backpressure).
+func (s *subscription) process(d *delivery) (keepSlot bool) {
 	b := s.bus
 	if d.values == nil {
 		// The entry was deleted or trimmed while pending.
 		b.counters.lostEntries.Add(1)
 		b.log.Warn("redisstream: pending entry no longer exists; counted as lost", "group", s.name, "stream", d.stream, "entry", d.id)
 		s.ack(d, nil)
-		return
+		return false
 	}
 	if s.types != nil && !s.wants(entryType(d.values)) {
 		if _, hasType := d.values[FieldType]; hasType {
 			b.counters.skipped.Add(1)
 			s.ack(d, nil)
-			return
+			return false
 		}
 	}
 	if d.env == nil && d.decErr == nil {
@@ -613,42 +632,40 @@ func (s *subscription) process(d *delivery) {
 	if d.decErr != nil {
 		if s.broadcast {
 			b.log.Warn("redisstream: skipping malformed entry", "subscription", s.name, "entry", d.id, "err", d.decErr)
-			return
+			return false
 		}
-		s.deadLetter(d, deadletter.ReasonMalformed, d.decErr)
-		return
+		return s.deadLetter(d, deadletter.ReasonMalformed, d.decErr)
 	}
 	env := d.env
 	if !s.broadcast && d.count > int64(b.cfg.MaxDeliveries) {
 		// Out of deliveries already (e.g. an earlier dead-letter write failed).
-		s.deadLetter(d, deadletter.ReasonMaxDeliveries, fmt.Errorf("delivered %d times, limit %d", d.count, b.cfg.MaxDeliveries))
-		return
+		return s.deadLetter(d, deadletter.ReasonMaxDeliveries, fmt.Errorf("delivered %d times, limit %d", d.count, b.cfg.MaxDeliveries))
 	}
 	b.counters.delivered.Add(1)
 	err := s.invoke(env)
 	if err == nil {
 		if s.broadcast {
 			b.cfg.Hooks.Ack(s.hardCtx, s.name, *env)
-			return
+			return false
 		}
 		s.ack(d, env)
-		return
+		return false
 	}
 	b.counters.failed.Add(1)
 	b.cfg.Hooks.Fail(s.hardCtx, s.name, *env, err)
 	if s.broadcast {
 		b.log.Warn("redisstream: broadcast handler failed", "subscription", s.name, "event_type", env.EventType, "event_id", env.EventID, "err", err)
-		return
+		return false
 	}
 	switch {
 	case eventbus.IsPermanent(err):
-		s.deadLetter(d, deadletter.ReasonPermanent, err)
+		return s.deadLetter(d, deadletter.ReasonPermanent, err)
 	case d.count >= int64(b.cfg.MaxDeliveries):
-		s.deadLetter(d, deadletter.ReasonMaxDeliveries, err)
+		return s.deadLetter(d, deadletter.ReasonMaxDeliveries, err)
 	default:
 		delay := b.cfg.Retry.Delay(int(d.count))
 		b.cfg.Hooks.Retry(s.hardCtx, s.name, *env, int(d.count), delay, err)
-		s.scheduleRetry(d, delay)
+		return s.scheduleRetry(d, delay)
 	}
 }
 
@@ -670,8 +687,9 @@ func (s *subscription) invoke(env *eventbus.Envelope) (err error) {
 }
 
 // deadLetter writes the record and only then acknowledges the entry; when
-// the write fails the entry stays pending and is retried later.
-func (s *subscription) deadLetter(d *delivery, reason string, cause error) {
+// the write fails the entry stays pending and is retried later (keepSlot as
+// for process).
+func (s *subscription) deadLetter(d *delivery, reason string, cause error) (keepSlot bool) {
 	b := s.bus
 	now := time.Now().UTC()
 	rec := deadletter.Record{
@@ -709,8 +727,7 @@ func (s *subscription) deadLetter(d *delivery, reason string, cause error) {
 	}
 	if err != nil {
 		b.log.Error("redisstream: dead-letter write failed; entry stays pending", "group", s.name, "event_type", rec.EventType, "event_id", rec.EventID, "entry", d.id, "err", err)
-		s.scheduleRetry(d, b.cfg.Retry.Delay(int(d.count)))
-		return
+		return s.scheduleRetry(d, b.cfg.Retry.Delay(int(d.count)))
 	}
 	b.counters.deadLettered.Add(1)
 	b.log.Warn("redisstream: event dead-lettered", "group", s.name, "event_type", rec.EventType, "event_id", rec.EventID, "reason", reason, "attempts", rec.Attempts)
@@ -718,6 +735,7 @@ func (s *subscription) deadLetter(d *delivery, reason string, cause error) {
 		b.cfg.Hooks.DeadLetter(s.hardCtx, s.name, *d.env, cause)
 	}
 	s.ack(d, nil)
+	return false
 }
 
 // errorText is the error message without payload content, stack included
@@ -824,9 +842,11 @@ func (s *subscription) flushAcks(batch []ackReq) {
 
 // ---- retries ----
 
-func (s *subscription) scheduleRetry(d *delivery, delay time.Duration) {
+// scheduleRetry queues d for a re-claim after delay, keeping its slot; false
+// when closing (the entry just stays pending).
+func (s *subscription) scheduleRetry(d *delivery, delay time.Duration) bool {
 	if s.stopping() {
-		return // stays pending
+		return false
 	}
 	d.due = time.Now().Add(delay)
 	d.env, d.decErr, d.values = nil, nil, nil
@@ -838,6 +858,7 @@ func (s *subscription) scheduleRetry(d *delivery, delay time.Duration) {
 	case s.retryWake <- struct{}{}:
 	default:
 	}
+	return true
 }
 
 // retryLoop re-claims failed entries when their backoff ends. XCLAIM (not
@@ -880,33 +901,21 @@ func (s *subscription) retryLoop() {
 			for i, d := range ds {
 				ids[i] = d.id
 			}
-			n := s.acquire(len(ds))
-			if n == 0 {
-				return
-			}
-			if n < len(ds) { // take the rest next round
-				s.retryMu.Lock()
-				for _, d := range ds[n:] {
-					d.due = time.Now()
-				}
-				s.retries = append(slices.Clone(ds[n:]), s.retries...)
-				s.retryMu.Unlock()
-				ds, ids = ds[:n], ids[:n]
-			}
+			n := len(ds) // their slots are still held
 			ctx, cancel := context.WithTimeout(context.Background(), s.bus.cfg.WriteTimeout)
 			msgs, err := s.bus.rdb.XClaim(ctx, &redis.XClaimArgs{Stream: st, Group: s.name, Consumer: s.bus.cfg.Consumer, MinIdle: 0, Messages: ids}).Result()
 			cancel()
 			if err != nil && !errors.Is(err, redis.Nil) {
-				s.release(n)
+				if isNoGroup(err) {
+					s.release(n) // the group and its PEL are gone
+					for _, d := range ds {
+						s.unhold(st, d.id)
+					}
+					continue
+				}
 				s.retryMu.Lock()
 				s.retries = append(slices.Clone(ds), s.retries...)
 				s.retryMu.Unlock()
-				if isNoGroup(err) {
-					s.retryMu.Lock()
-					s.retries = s.retries[len(ds):] // the group and its PEL are gone
-					s.retryMu.Unlock()
-					continue
-				}
 				if !s.onError(&es, "retry claim", err) {
 					return
 				}
@@ -999,7 +1008,9 @@ func (s *subscription) claimOnce(es *errorState) {
 	for _, st := range s.streams {
 		cursor := "0-0"
 		for !s.stopping() {
-			n := s.acquire(cfg.Count)
+			// Never wait for a slot here: this goroutine also runs the
+			// heartbeat that keeps held entries claimed.
+			n := s.tryAcquire(cfg.Count)
 			if n == 0 {
 				return
 			}

@@ -1,0 +1,200 @@
+package redisstream
+
+import (
+	"context"
+	"errors"
+	"sync"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/stretchr/testify/require"
+
+	"github.com/choicesherpa/eventkit/deadletter"
+	"github.com/choicesherpa/eventkit/eventbus"
+)
+
+// One stream per event type: a subscription reads the streams of its types
+// (and its replay stream) in one XREADGROUP, re-reads its pending entries
+// from every stream, and other types' streams are never touched.
+func TestStreamPerType(t *testing.T) {
+	t.Parallel()
+	f := setup(t)
+	ctx := ctxT(t)
+	c := f.config()
+	c.StreamPerType = true
+	c.Consumer = "per-type"
+	b := f.bus(t, c)
+	_, err := b.Subscribe(ctx, "all", eventbus.HandlerFunc(func(context.Context, eventbus.Envelope) error { return nil }))
+	require.ErrorIs(t, err, ErrConfig, "per-type streams need explicit types")
+
+	a := mkEnvs(t, 20)
+	other := make([]eventbus.Envelope, 20)
+	for i := range other {
+		other[i] = mkEnvType(t, "other.happened.v1", i, "o")
+	}
+	both := newRecorder(40, nil)
+	onlyA := newRecorder(20, nil)
+	_, err = b.Subscribe(ctx, "both", both, testType, "other.happened.v1")
+	require.NoError(t, err)
+	_, err = b.Subscribe(ctx, "only-a", onlyA, testType)
+	require.NoError(t, err)
+	require.NoError(t, b.Publish(ctx, a[:10]...))
+	require.NoError(t, b.Publish(ctx, other...))
+	require.NoError(t, b.Publish(ctx, a[10:]...))
+	both.wait(t, 10*time.Second)
+	onlyA.wait(t, 10*time.Second)
+	for _, e := range other {
+		require.NotContains(t, onlyA.calls, e.EventID)
+	}
+	sA, sO := b.StreamFor(testType), b.StreamFor("other.happened.v1")
+	require.NotEqual(t, sA, sO)
+	n, err := f.rdb.XLen(ctx, sA).Result()
+	require.NoError(t, err)
+	require.EqualValues(t, 20, n)
+	requirePendingZero(t, f.rdb, sA, "both")
+	requirePendingZero(t, f.rdb, sO, "both")
+	_, err = f.rdb.XInfoGroups(ctx, sO).Result()
+	require.NoError(t, err)
+	groups, _ := f.rdb.XInfoGroups(ctx, sO).Result()
+	for _, g := range groups {
+		require.NotEqual(t, "only-a", g.Name, "no group on streams of types it does not want")
+	}
+
+	// Own pending entries are re-read from every stream.
+	require.NoError(t, b.Close())
+	fresh := mkEnvType(t, "other.happened.v1", 99, "o")
+	pub := f.bus(t, c)
+	require.NoError(t, pub.Publish(ctx, fresh))
+	res, err := f.rdb.XReadGroup(ctx, xreadArgs("both", "per-type", sO)).Result()
+	require.NoError(t, err)
+	require.Len(t, res[0].Messages, 1)
+	c2 := *c
+	c2.MinIdle = time.Hour
+	b2 := f.bus(t, &c2)
+	again := newRecorder(1, nil)
+	_, err = b2.Subscribe(ctx, "both", again, testType, "other.happened.v1")
+	require.NoError(t, err)
+	again.wait(t, 10*time.Second)
+	require.Contains(t, again.ok, fresh.EventID)
+	requirePendingZero(t, f.rdb, sO, "both")
+}
+
+// Hooks see publish, deliver, ack, fail, retry and dead-letter.
+func TestHooks(t *testing.T) {
+	t.Parallel()
+	f := setup(t)
+	ctx := ctxT(t)
+	var publish, deliver, ack, fail, retry, dead atomic.Int64
+	var mu sync.Mutex
+	var retryAttempts []int
+	c := f.config()
+	c.MaxDeliveries = 3
+	c.Hooks = &eventbus.Hooks{
+		OnPublish: func(_ context.Context, _ eventbus.Envelope, err error) {
+			if err == nil {
+				publish.Add(1)
+			}
+		},
+		OnDeliver: func(context.Context, string, eventbus.Envelope) { deliver.Add(1) },
+		OnAck:     func(context.Context, string, eventbus.Envelope) { ack.Add(1) },
+		OnFail:    func(context.Context, string, eventbus.Envelope, error) { fail.Add(1) },
+		OnRetry: func(_ context.Context, _ string, _ eventbus.Envelope, attempt int, delay time.Duration, _ error) {
+			mu.Lock()
+			retryAttempts = append(retryAttempts, attempt)
+			mu.Unlock()
+			retry.Add(1)
+		},
+		OnDeadLetter: func(context.Context, string, eventbus.Envelope, error) { dead.Add(1) },
+	}
+	b := f.bus(t, c)
+	good, bad := mkEnv(t, 1, "a"), mkEnv(t, 2, "b")
+	_, err := b.Subscribe(ctx, "g", eventbus.HandlerFunc(func(_ context.Context, env eventbus.Envelope) error {
+		if env.EventID == bad.EventID {
+			return errors.New("no")
+		}
+		return nil
+	}))
+	require.NoError(t, err)
+	require.NoError(t, b.Publish(ctx, good, bad))
+	eventually(t, 10*time.Second, func() bool { return dead.Load() == 1 && ack.Load() == 1 }, "hooks")
+	require.EqualValues(t, 2, publish.Load())
+	require.EqualValues(t, 4, deliver.Load())
+	require.EqualValues(t, 3, fail.Load())
+	require.EqualValues(t, 2, retry.Load())
+	mu.Lock()
+	require.Equal(t, []int{1, 2}, retryAttempts, "retries carry the delivery count")
+	mu.Unlock()
+	requirePendingZero(t, f.rdb, f.stream, "g")
+	eventually(t, 5*time.Second, func() bool { st, _ := b.Stats(ctx); return st.Acked == 2 }, "the good entry and the dead-lettered one are acked")
+	st, err := b.Stats(ctx)
+	require.NoError(t, err)
+	require.EqualValues(t, 1, st.DeadLettered)
+	require.Len(t, st.Streams, 2) // the stream and g's replay stream
+	for _, s := range st.Streams {
+		if s.Stream == f.stream {
+			require.Len(t, s.Groups, 1)
+			require.Zero(t, s.Groups[0].Pending)
+			require.Zero(t, s.Groups[0].Lag)
+		}
+	}
+}
+
+func TestSubscribeValidation(t *testing.T) {
+	t.Parallel()
+	f := setup(t)
+	ctx := ctxT(t)
+	b := f.bus(t, nil)
+	h := eventbus.HandlerFunc(func(context.Context, eventbus.Envelope) error { return nil })
+	_, err := b.Subscribe(ctx, "", h)
+	require.Error(t, err)
+	_, err = b.Subscribe(ctx, "g", nil)
+	require.Error(t, err)
+	_, err = b.Subscribe(ctx, "g", h, "Not A Type")
+	require.ErrorIs(t, err, eventbus.ErrInvalidEnvelope)
+	s, err := b.Subscribe(ctx, "g", h)
+	require.NoError(t, err)
+	_, err = b.Subscribe(ctx, "g", h)
+	require.ErrorIs(t, err, eventbus.ErrDuplicateSubscription)
+	require.Equal(t, "g", s.Name())
+	require.NoError(t, s.Close())
+	s2, err := b.Subscribe(ctx, "g", h)
+	require.NoError(t, err, "the name is free again after Close")
+	cctx, cancel := context.WithCancel(ctx)
+	s3, err := b.Subscribe(cctx, "h", h)
+	require.NoError(t, err)
+	cancel()
+	eventually(t, 5*time.Second, func() bool {
+		_, err := b.Subscribe(ctx, "h", h)
+		return err == nil
+	}, "ctx cancel closes the subscription")
+	require.NoError(t, s3.Close())
+	require.NoError(t, b.Close())
+	require.NoError(t, s2.Close())
+	_, err = b.Subscribe(ctx, "x", h)
+	require.ErrorIs(t, err, eventbus.ErrClosed)
+}
+
+// RunTrimmer trims periodically and stops with ctx.
+func TestRunTrimmer(t *testing.T) {
+	t.Parallel()
+	f := setup(t)
+	ctx := ctxT(t)
+	b := f.bus(t, nil)
+	rec := newRecorder(200, nil)
+	_, err := b.Subscribe(ctx, "g", rec)
+	require.NoError(t, err)
+	require.NoError(t, b.Publish(ctx, mkEnvs(t, 200)...))
+	rec.wait(t, 10*time.Second)
+	requirePendingZero(t, f.rdb, f.stream, "g")
+	tctx, cancel := context.WithCancel(ctx)
+	done := make(chan error, 1)
+	go func() { done <- b.RunTrimmer(tctx, 20*time.Millisecond, TrimOptions{MaxLen: 50}) }()
+	eventually(t, 5*time.Second, func() bool { n, _ := f.rdb.XLen(ctx, f.stream).Result(); return n == 50 }, "trimmed to 50")
+	cancel()
+	require.ErrorIs(t, <-done, context.Canceled)
+	require.ErrorIs(t, b.RunTrimmer(ctx, 0, TrimOptions{}), ErrConfig)
+	n, err := f.dlq.Count(ctx, deadletter.Filter{})
+	require.NoError(t, err)
+	require.Zero(t, n)
+}
