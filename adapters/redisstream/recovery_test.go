@@ -517,3 +517,34 @@ func TestDeadLetterWrittenButNotAcked(t *testing.T) {
 	require.Equal(t, 1, n, "deduplicated by (handler, event id)")
 	require.Zero(t, calls.Load(), "out of deliveries: straight to the DLQ")
 }
+
+// The heartbeat keeps held entries claimed but never takes back an entry
+// another consumer claimed in the meantime.
+func TestHeartbeatDoesNotStealBack(t *testing.T) {
+	t.Parallel()
+	f := setup(t)
+	ctx := ctxT(t)
+	pub := f.bus(t, nil)
+	require.NoError(t, pub.Publish(ctx, mkEnvs(t, 2)...))
+	c := f.config()
+	c.Consumer = "me"
+	b := f.bus(t, c)
+	msgs := readRaw(t, f.rdb, f.stream, "g", "me", 2)
+	s := &subscription{bus: b, name: "g", held: map[string]map[string]struct{}{}}
+	s.hold(f.stream, msgs)
+	// Someone else takes the second entry.
+	require.NoError(t, f.rdb.XClaim(ctx, &redis.XClaimArgs{Stream: f.stream, Group: "g", Consumer: "other", Messages: []string{msgs[1].ID}}).Err())
+	time.Sleep(50 * time.Millisecond)
+	s.heartbeat()
+	p, err := f.rdb.XPendingExt(ctx, &redis.XPendingExtArgs{Stream: f.stream, Group: "g", Start: "-", End: "+", Count: 10}).Result()
+	require.NoError(t, err)
+	require.Len(t, p, 2)
+	require.Equal(t, "me", p[0].Consumer)
+	require.Less(t, p[0].Idle, 40*time.Millisecond, "own entry's idle time reset")
+	require.EqualValues(t, 1, p[0].RetryCount, "JUSTID keeps the delivery count")
+	require.Equal(t, "other", p[1].Consumer, "not stolen back")
+	s.heldMu.Lock()
+	_, still := s.held[f.stream][msgs[1].ID]
+	s.heldMu.Unlock()
+	require.False(t, still)
+}

@@ -990,18 +990,49 @@ func (s *subscription) heartbeat() {
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), s.bus.cfg.WriteTimeout)
 	defer cancel()
-	pipe := s.bus.rdb.Pipeline()
 	for i, st := range streams {
 		for ids := idss[i]; len(ids) > 0; {
-			n := min(len(ids), 500)
-			pipe.XClaimJustID(ctx, &redis.XClaimArgs{Stream: st, Group: s.name, Consumer: s.bus.cfg.Consumer, MinIdle: 0, Messages: ids[:n]})
+			n := min(len(ids), 200)
+			args := make([]any, 0, n+2)
+			args = append(args, s.name, s.bus.cfg.Consumer)
+			for _, id := range ids[:n] {
+				args = append(args, id)
+			}
+			lost, err := heartbeatScript.Run(ctx, s.bus.rdb, []string{st}, args...).StringSlice()
+			if err != nil && !errors.Is(err, redis.Nil) {
+				s.bus.log.Debug("redisstream: heartbeat failed", "group", s.name, "err", err)
+				return
+			}
+			for _, id := range lost {
+				// Another consumer claimed it (our heartbeat lapsed past
+				// MinIdle): stop keeping it.
+				s.unhold(st, id)
+				s.bus.log.Warn("redisstream: held entry no longer ours; another consumer may run it too", "group", s.name, "stream", st, "entry", id)
+			}
 			ids = ids[n:]
 		}
 	}
-	if _, err := pipe.Exec(ctx); err != nil && !errors.Is(err, redis.Nil) {
-		s.bus.log.Debug("redisstream: heartbeat failed", "group", s.name, "err", err)
-	}
 }
+
+// heartbeatScript resets the idle time of the entries this consumer still
+// owns (XCLAIM JUSTID, which keeps the delivery count) and returns the ids
+// another consumer owns now, atomically: a plain XCLAIM would silently take
+// an entry back from a consumer that had legitimately claimed it. Entries no
+// longer pending at all (just acknowledged) are skipped.
+var heartbeatScript = redis.NewScript(`
+local lost = {}
+for i = 3, #ARGV do
+  local p = redis.call('XPENDING', KEYS[1], ARGV[1], ARGV[i], ARGV[i], 1)
+  if #p == 1 then
+    if p[1][2] == ARGV[2] then
+      redis.call('XCLAIM', KEYS[1], ARGV[1], ARGV[2], 0, ARGV[i], 'JUSTID')
+    else
+      table.insert(lost, ARGV[i])
+    end
+  end
+end
+return lost
+`)
 
 func (s *subscription) claimOnce(es *errorState) {
 	cfg := &s.bus.cfg
