@@ -56,5 +56,21 @@
 //
 // Close stops reading, lets handlers in flight finish within
 // ShutdownTimeout, acknowledges on a detached bounded context and leaves the
-// rest pending. The bus never closes the client it was given.
+// rest pending. The bus never closes the client it was given. A read blocked
+// in XREADGROUP is not interrupted (go-redis does not cancel socket reads),
+// so Close can take up to Config.Block longer.
+//
+// # Operating notes
+//
+//   - Every subscription holds one pooled connection while its read blocks;
+//     publishing uses up to PublishPipelines more, acks and the claim loop
+//     one each while they run. Size the client's PoolSize accordingly.
+//   - Entries waiting for a retry keep their in-flight slot, so a burst of
+//     failures slows reading instead of growing memory.
+//   - A heartbeat (every MinIdle/4) resets the idle time of every entry a
+//     subscription holds, atomically and only for entries it still owns, so
+//     a handler that outlives MinIdle (ignoring its context) is not run a
+//     second time elsewhere while its process is alive.
+//   - Stats reports counters (including LostEntries) and per-group pending
+//     and lag; RunTrimmer keeps streams bounded.
 package redisstream
