@@ -231,11 +231,11 @@ func wait(ctx context.Context, done <-chan struct{}) error {
 }
 
 // B9's configuration of ours: what BENCHMARKS.md describes (claim N,
-// pipelined XADD, delete), with two relays so that one claims while the
+// pipelined XADD, delete), with three relays so that one claims while the
 // other publishes.
 const (
-	b9Batch  = 500
-	b9Relays = 2
+	b9Batch  = 250
+	b9Relays = 3
 )
 
 func runB9(ctx context.Context, cfg Config) ([]Result, error) {
@@ -254,52 +254,6 @@ func runB9(ctx context.Context, cfg Config) ([]Result, error) {
 	del, err := postgres.NewOutbox(pb.pool, &postgres.OutboxConfig{Schema: pb.schema, NotifyChannel: pb.schema, DeleteOnPublish: true})
 	if err != nil {
 		return nil, err
-	}
-	oursSetup := func(ob *postgres.Outbox, batch, relays int) SetupFunc {
-		return func(ctx context.Context, n int) (*Trial, error) {
-			if err := preloadOutbox(ctx, pb, n); err != nil {
-				return nil, err
-			}
-			run, err := newRedisRun(cfg)
-			if err != nil {
-				return nil, err
-			}
-			bus, err := run.bus(nil)
-			if err != nil {
-				run.cleanup()
-				return nil, err
-			}
-			tally := NewTally(n, 1)
-			pub := &tallyPublisher{next: bus, tally: tally, n: int64(n), done: make(chan struct{})}
-			rs := make([]*outbox.Relay, relays)
-			for i := range rs {
-				rs[i], err = outbox.NewRelay(outbox.RelayConfig{Store: ob, Publisher: pub, BatchSize: batch,
-					PollInterval: 100 * time.Millisecond, LagInterval: -1, Logger: benchLogger()})
-				if err != nil {
-					_ = bus.Close()
-					run.cleanup()
-					return nil, err
-				}
-			}
-			closeAll := func() {
-				for _, r := range rs {
-					_ = r.Stop(context.Background())
-				}
-				_ = bus.Close()
-				run.cleanup()
-			}
-			return &Trial{Tally: tally, Close: closeAll, Run: func(ctx context.Context) error {
-				for _, r := range rs {
-					if err := r.Start(ctx); err != nil {
-						return err
-					}
-				}
-				if err := wait(ctx, pub.done); err != nil {
-					return err
-				}
-				return checkLenAtLeast(run, n, tally)
-			}}, nil
-		}
 	}
 	var round atomic.Int64
 	peerSetup := func(ctx context.Context, n int) (*Trial, error) {
@@ -330,9 +284,9 @@ func runB9(ctx context.Context, cfg Config) ([]Result, error) {
 		}}, nil
 	}
 	contenders := []Contender{
-		Measure("ours", n, MsgPerSec, oursSetup(del, b9Batch, b9Relays)),
+		Measure("ours", n, MsgPerSec, b9OursSetup(cfg, pb, del, b9Batch, b9Relays)),
 		Measure("watermill-sql+forwarder+watermill-redisstream", peerN, MsgPerSec, peerSetup),
-		Measure("ours-defaults", n, MsgPerSec, oursSetup(pb.ob, outbox.DefaultBatchSize, 1)),
+		Measure("ours-defaults", n, MsgPerSec, b9OursSetup(cfg, pb, pb.ob, outbox.DefaultBatchSize, 1)),
 	}
 	proxy, proxyNote := pgbenchClaimProxy(cfg, pb, n)
 	if proxy != nil {
@@ -486,4 +440,53 @@ func pgbenchContender(cfg Config, name, script string, clients int, d time.Durat
 		}
 		return Sample{Value: tps, Check: tally.Check()}, nil
 	}}
+}
+
+// b9OursSetup drains n pre-loaded rows with relays relays of batch rows
+// each into a redisstream.Bus.
+func b9OursSetup(cfg Config, pb *pgBench, ob *postgres.Outbox, batch, relays int) SetupFunc {
+	return func(ctx context.Context, n int) (*Trial, error) {
+		if err := preloadOutbox(ctx, pb, n); err != nil {
+			return nil, err
+		}
+		run, err := newRedisRun(cfg)
+		if err != nil {
+			return nil, err
+		}
+		bus, err := run.bus(nil)
+		if err != nil {
+			run.cleanup()
+			return nil, err
+		}
+		tally := NewTally(n, 1)
+		pub := &tallyPublisher{next: bus, tally: tally, n: int64(n), done: make(chan struct{})}
+		rs := make([]*outbox.Relay, relays)
+		for i := range rs {
+			rs[i], err = outbox.NewRelay(outbox.RelayConfig{Store: ob, Publisher: pub, BatchSize: batch,
+				PollInterval: 100 * time.Millisecond, LagInterval: -1, Logger: benchLogger()})
+			if err != nil {
+				_ = bus.Close()
+				run.cleanup()
+				return nil, err
+			}
+		}
+		closeAll := func() {
+			for _, r := range rs {
+				_ = r.Stop(context.Background())
+			}
+			_ = bus.Close()
+			run.cleanup()
+		}
+		return &Trial{Tally: tally, Close: closeAll, Run: func(ctx context.Context) error {
+			for _, r := range rs {
+				if err := r.Start(ctx); err != nil {
+					return err
+				}
+			}
+			if err := wait(ctx, pub.done); err != nil {
+				return err
+			}
+			return checkLenAtLeast(run, n, tally)
+		}}, nil
+	}
 }
