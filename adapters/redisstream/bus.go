@@ -143,12 +143,18 @@ type pubReq struct {
 // whole call synchronously (nothing is written) with an error matching
 // eventbus.ErrInvalidEnvelope (*PayloadTooLargeError for size).
 //
-// Concurrent calls are coalesced: a call that finds no pipeline in flight
-// writes at once on its own goroutine; calls arriving while a pipeline is in
-// flight are queued and written together in the next one, with no timer.
-// When ctx ends first Publish returns ctx's error; the entries may still
-// have been written (publishing is at least once: publish again, e.g. from
-// an outbox, and let idempotent handlers drop duplicates).
+// Concurrent calls are coalesced: a lone call that finds no pipeline in
+// flight writes at once on its own goroutine; calls arriving while a
+// pipeline is in flight are queued and written together in the next one
+// (up to PublishPipelines at once), with no timer.
+//
+// A queued call returns ctx's error as soon as ctx ends. A call written on
+// its own goroutine returns within WriteTimeout and the client's timeouts
+// (go-redis does not interrupt a socket read when ctx is cancelled); a ctx
+// whose deadline is closer than WriteTimeout always takes the queued path,
+// so deadlines are honoured. After a ctx error the entries may still have
+// been written (publishing is at least once: publish again, e.g. from an
+// outbox, and let idempotent handlers drop duplicates).
 func (b *Bus) Publish(ctx context.Context, envs ...eventbus.Envelope) error {
 	if len(envs) == 0 {
 		return nil
@@ -182,7 +188,7 @@ func (b *Bus) Publish(ctx context.Context, envs ...eventbus.Envelope) error {
 		b.pubMu.Unlock()
 		return eventbus.ErrClosed
 	}
-	if b.pubActive == 0 && len(b.pubQueue) == 0 && b.pubCallers.Load() == 1 {
+	if b.pubActive == 0 && len(b.pubQueue) == 0 && b.pubCallers.Load() == 1 && !b.tightDeadline(ctx) {
 		// The line is idle: write on the caller's goroutine, no hand-off.
 		b.pubActive++
 		b.pubMu.Unlock()
@@ -206,6 +212,14 @@ func (b *Bus) Publish(ctx context.Context, envs ...eventbus.Envelope) error {
 	case <-ctx.Done():
 		return fmt.Errorf("redisstream: publish: %w", ctx.Err())
 	}
+}
+
+// tightDeadline reports whether ctx's deadline is closer than WriteTimeout:
+// such a publish waits on ctx in Publish (go-redis does not interrupt a
+// socket read when ctx ends) instead of writing on the caller's goroutine.
+func (b *Bus) tightDeadline(ctx context.Context) bool {
+	dl, ok := ctx.Deadline()
+	return ok && time.Until(dl) < b.cfg.WriteTimeout
 }
 
 func (b *Bus) wakeWriter() {

@@ -356,3 +356,36 @@ func TestNetworkFaults(t *testing.T) {
 	eventually(t, 10*time.Second, func() bool { return runtime.NumGoroutine() <= baseG+10 },
 		"goroutines grew: %d -> %d", baseG, runtime.NumGoroutine())
 }
+
+// Publish honours ctx deadlines even when Redis stops answering (the
+// client's own timeouts are longer).
+func TestPublishDeadlineWhenRedisStalls(t *testing.T) {
+	t.Parallel()
+	_, prefix := testinfra.Redis(t)
+	opts, err := redis.ParseURL(testinfra.RedisURL(t))
+	require.NoError(t, err)
+	proxy, err := faultproxy.New(opts.Addr)
+	require.NoError(t, err)
+	defer proxy.Close()
+	opts.Addr = proxy.Addr()
+	opts.ReadTimeout, opts.WriteTimeout = 10*time.Second, 10*time.Second
+	rdb := redis.NewClient(opts)
+	defer rdb.Close()
+	c := fastConfig(prefix + "events")
+	c.WriteTimeout = 5 * time.Second
+	b, err := New(rdb, c)
+	require.NoError(t, err)
+	defer b.Close()
+	ctx := ctxT(t)
+	require.NoError(t, b.Publish(ctx, mkEnv(t, 1, "a")))
+
+	proxy.Blackhole(true)
+	start := time.Now()
+	pctx, cancel := context.WithTimeout(ctx, 300*time.Millisecond)
+	err = b.Publish(pctx, mkEnv(t, 2, "a"))
+	cancel()
+	require.ErrorIs(t, err, context.DeadlineExceeded)
+	require.Less(t, time.Since(start), time.Second)
+	proxy.Blackhole(false)
+	require.Eventually(t, func() bool { return b.Publish(ctx, mkEnv(t, 3, "a")) == nil }, 20*time.Second, 100*time.Millisecond)
+}
