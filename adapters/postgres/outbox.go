@@ -12,6 +12,7 @@ import (
 	"github.com/choicesherpa/eventkit/eventbus"
 	"github.com/choicesherpa/eventkit/outbox"
 	"github.com/jackc/pgx/v5"
+	"github.com/jackc/pgx/v5/pgtype"
 	"github.com/jackc/pgx/v5/pgxpool"
 )
 
@@ -222,9 +223,9 @@ func (o *Outbox) write(ctx context.Context, tx pgx.Tx, notify bool, envs []event
 		aggTypes[i], aggIDs[i] = e.AggregateType, e.AggregateID
 		payloads[i], metas[i], occurred[i] = string(e.Payload), string(md), e.OccurredAt
 	}
-	uuids := make([]string, n)
+	uuids := make([]pgtype.UUID, n)
 	for i, id := range ids {
-		uuids[i] = id.String()
+		uuids[i] = pgtype.UUID{Bytes: id, Valid: true}
 	}
 	args := []any{uuids, types, versions, aggTypes, aggIDs, payloads, metas, occurred}
 	sql := o.insertSQL
@@ -246,7 +247,9 @@ func (o *Outbox) writeOne(ctx context.Context, tx pgx.Tx, notify bool, e *eventb
 	if err != nil {
 		return fmt.Errorf("postgres outbox: envelope 0 metadata: %w", err)
 	}
-	args := []any{e.EventID.UUID(), e.EventType, int32(e.SchemaVersion), e.AggregateType, e.AggregateID, string(e.Payload), string(md), e.OccurredAt}
+	// [16]byte encodes as uuid directly (uuid.UUID goes through
+	// driver.Valuer and a string: 10% of the writer's CPU in B8).
+	args := []any{[16]byte(e.EventID), e.EventType, int32(e.SchemaVersion), e.AggregateType, e.AggregateID, string(e.Payload), string(md), e.OccurredAt}
 	sql := o.insertOneSQL
 	if notify {
 		sql = o.insertOneNotifySQL
@@ -408,7 +411,7 @@ func (o *Outbox) applyOutcome(ctx context.Context, tx pgx.Tx, out outbox.Outcome
 			ids[i], errs[i], delays[i], quar[i] = f.ID, strings.ToValidUTF8(strings.ReplaceAll(f.Err, "\x00", ""), "?"), f.RetryAfter.Seconds(), f.Quarantine
 		}
 		if _, err := tx.Exec(ctx, `UPDATE `+o.table+` o SET attempts = o.attempts + 1, last_error = f.err,
-  next_attempt_at = now() + make_interval(secs => f.delay),
+  next_attempt_at = clock_timestamp() + make_interval(secs => f.delay),
   quarantined_at = CASE WHEN f.quar THEN now() END
 FROM unnest($1::bigint[], $2::text[], $3::float8[], $4::bool[]) AS f(id, err, delay, quar)
 WHERE o.id = f.id`, ids, errs, delays, quar); err != nil {

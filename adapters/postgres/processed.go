@@ -103,7 +103,7 @@ func (s *ProcessedEventStore) Process(ctx context.Context, handler string, id ev
 	}
 	run := func(ctx context.Context, tx pgx.Tx) error {
 		tag, err := tx.Exec(ctx, `INSERT INTO `+s.tbl+` (handler_name, event_id, processed_at)
-VALUES ($1, $2, coalesce($3::timestamptz, now())) ON CONFLICT DO NOTHING`, handler, id.String(), s.now())
+VALUES ($1, $2, coalesce($3::timestamptz, now())) ON CONFLICT DO NOTHING`, handler, [16]byte(id), s.now())
 		if err != nil {
 			return fmt.Errorf("postgres: insert marker for %s %q: %w", id, handler, err)
 		}
