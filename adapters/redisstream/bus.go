@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"log/slog"
 	"runtime"
+	"slices"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -132,10 +133,15 @@ func (b *Bus) noteStream(s string) {
 
 type pubReq struct {
 	ctx     context.Context
-	streams []string
-	fields  [][]any
 	envs    []eventbus.Envelope
+	entries []pubEntry
+	one     [1]pubEntry // entries' storage for the common single-event call
 	done    chan error
+}
+
+type pubEntry struct {
+	stream string
+	fields []any
 }
 
 // Publish appends envs (in order) and returns once Redis accepted all of
@@ -162,19 +168,23 @@ func (b *Bus) Publish(ctx context.Context, envs ...eventbus.Envelope) error {
 	if b.isClosed() {
 		return eventbus.ErrClosed
 	}
-	req := &pubReq{ctx: ctx, envs: envs, streams: make([]string, len(envs)), fields: make([][]any, len(envs))}
+	req := &pubReq{ctx: ctx, envs: envs}
+	if len(envs) == 1 {
+		req.entries = req.one[:]
+	} else {
+		req.entries = make([]pubEntry, len(envs))
+	}
 	for i := range envs {
 		f, err := encodeEntry(&envs[i], b.cfg.MaxPayloadBytes)
 		if err != nil {
 			b.cfg.Hooks.Publish(ctx, envs[i], err)
 			return err
 		}
-		req.fields[i] = f
-		req.streams[i] = b.StreamFor(envs[i].EventType)
+		req.entries[i] = pubEntry{stream: b.StreamFor(envs[i].EventType), fields: f}
 	}
 	if b.cfg.StreamPerType {
-		for _, s := range req.streams {
-			b.noteStream(s)
+		for _, e := range req.entries {
+			b.noteStream(e.stream)
 		}
 	}
 	if err := ctx.Err(); err != nil {
@@ -192,7 +202,8 @@ func (b *Bus) Publish(ctx context.Context, envs ...eventbus.Envelope) error {
 		// The line is idle: write on the caller's goroutine, no hand-off.
 		b.pubActive++
 		b.pubMu.Unlock()
-		err := b.writeBatch(ctx, []*pubReq{req})
+		one := [1]*pubReq{req}
+		err := b.writeBatch(ctx, one[:])
 		b.pubMu.Lock()
 		b.pubActive--
 		kick := len(b.pubQueue) > 0
@@ -287,13 +298,20 @@ func (b *Bus) failQueued() {
 
 // writeBatch pipelines every request's XADDs and reports to each request.
 func (b *Bus) writeBatch(ctx context.Context, batch []*pubReq) error {
-	live := batch[:0:0]
-	for _, r := range batch {
+	live := batch
+	for i, r := range batch {
 		if r.ctx.Err() != nil && r.done != nil {
-			r.done <- fmt.Errorf("redisstream: publish: %w", r.ctx.Err())
-			continue
+			// Drop requests whose caller gave up (copying only then).
+			live = slices.Clone(batch[:i])
+			for _, r := range batch[i:] {
+				if r.ctx.Err() != nil && r.done != nil {
+					r.done <- fmt.Errorf("redisstream: publish: %w", r.ctx.Err())
+					continue
+				}
+				live = append(live, r)
+			}
+			break
 		}
-		live = append(live, r)
 	}
 	if len(live) == 0 {
 		return nil
@@ -304,15 +322,16 @@ func (b *Bus) writeBatch(ctx context.Context, batch []*pubReq) error {
 		defer cancel()
 	}
 	b.counters.pipelines.Add(1)
-	var cmds []*redis.StringCmd
+	var one [1]*redis.StringCmd
+	cmds := one[:0]
 	if len(live) == 1 && len(live[0].envs) == 1 {
 		r := live[0]
-		cmds = append(cmds, b.rdb.XAdd(ctx, &redis.XAddArgs{Stream: r.streams[0], ID: "*", Values: r.fields[0]}))
+		cmds = append(cmds, b.rdb.XAdd(ctx, &redis.XAddArgs{Stream: r.entries[0].stream, ID: "*", Values: r.entries[0].fields}))
 	} else {
 		pipe := b.rdb.Pipeline()
 		for _, r := range live {
 			for i := range r.envs {
-				cmds = append(cmds, pipe.XAdd(ctx, &redis.XAddArgs{Stream: r.streams[i], ID: "*", Values: r.fields[i]}))
+				cmds = append(cmds, pipe.XAdd(ctx, &redis.XAddArgs{Stream: r.entries[i].stream, ID: "*", Values: r.entries[i].fields}))
 			}
 		}
 		_, _ = pipe.Exec(ctx) // each command carries its own error

@@ -350,7 +350,9 @@ func TestNetworkFaults(t *testing.T) {
 	})
 	wg.Wait()
 	rec.wait(t, time.Minute)
-	requirePendingZero(t, admin, "c5:events", "g")
+	// Entries whose read reply died with a connection are recovered at once
+	// (recoverUnheld) or, at worst, claimed after MinIdle.
+	eventually(t, 15*time.Second, func() bool { return pendingCount(t, admin, "c5:events", "g") == 0 }, "XPENDING not 0")
 	t.Logf("connections accepted during the 2s blackhole: %d", accDuring)
 	require.LessOrEqual(t, accDuring, int64(60), "reconnects are rate-limited")
 	eventually(t, 10*time.Second, func() bool { return runtime.NumGoroutine() <= baseG+10 },

@@ -548,3 +548,36 @@ func TestHeartbeatDoesNotStealBack(t *testing.T) {
 	s.heldMu.Unlock()
 	require.False(t, still)
 }
+
+// Entries delivered to this consumer whose XREADGROUP reply was lost (a
+// dropped connection) are recovered at once after the read error, not
+// after MinIdle.
+func TestRecoverLostReadReply(t *testing.T) {
+	t.Parallel()
+	f := setup(t)
+	ctx := ctxT(t)
+	c := f.config()
+	c.Consumer = "me"
+	c.MinIdle = time.Hour
+	b := f.bus(t, c)
+	rec := newRecorder(5, nil)
+	sub, err := b.Subscribe(ctx, "g", rec)
+	require.NoError(t, err)
+	envs := mkEnvs(t, 5)
+	// XADD and a read by "me" in one transaction: the entries are pending
+	// for "me" but the running subscription never saw the reply.
+	_, err = f.rdb.TxPipelined(ctx, func(p redis.Pipeliner) error {
+		for i := range envs {
+			fields, err := encodeEntry(&envs[i], 0)
+			require.NoError(t, err)
+			p.XAdd(ctx, &redis.XAddArgs{Stream: f.stream, Values: fields})
+		}
+		p.XReadGroup(ctx, &redis.XReadGroupArgs{Group: "g", Consumer: "me", Streams: []string{f.stream, ">"}, Count: 10, Block: -1})
+		return nil
+	})
+	require.NoError(t, err)
+	require.EqualValues(t, 5, pendingCount(t, f.rdb, f.stream, "g"))
+	sub.(*subscription).recoverUnheld()
+	rec.wait(t, 10*time.Second)
+	requirePendingZero(t, f.rdb, f.stream, "g")
+}

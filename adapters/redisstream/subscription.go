@@ -46,6 +46,8 @@ type subscription struct {
 	loops   sync.WaitGroup // reader, claimer, retrier
 	workers sync.WaitGroup
 
+	claimMu sync.Mutex // serialises claimOnce and recoverUnheld (claim, then hold)
+
 	heldMu sync.Mutex
 	held   map[string]map[string]struct{} // stream -> entry ids this consumer holds
 
@@ -460,6 +462,11 @@ func (s *subscription) readLoop() {
 			}
 			continue
 		}
+		if es.fails > 0 {
+			// A read that failed on the wire may have been delivered by
+			// Redis: its entries sit in our PEL without us holding them.
+			s.recoverUnheld()
+		}
 		s.onSuccess(&es, "read")
 		if s.nogroupLogged {
 			s.nogroupLogged = false
@@ -478,6 +485,60 @@ func (s *subscription) readLoop() {
 		}
 		if used < n {
 			s.release(n - used)
+		}
+	}
+}
+
+// recoverUnheld claims back, at once, entries in this consumer's PEL that
+// it does not hold: deliveries whose XREADGROUP reply was lost with a
+// connection. Without it they would wait MinIdle for the claim loop. The
+// XCLAIM's min-idle is the smallest idle time just observed, so an entry
+// another consumer claimed in between (its idle reset) is not taken back.
+func (s *subscription) recoverUnheld() {
+	s.claimMu.Lock()
+	defer s.claimMu.Unlock()
+	cfg := &s.bus.cfg
+	ctx, cancel := context.WithTimeout(context.Background(), cfg.WriteTimeout)
+	defer cancel()
+	for _, st := range s.streams {
+		pend, err := s.bus.rdb.XPendingExt(ctx, &redis.XPendingExtArgs{
+			Stream: st, Group: s.name, Start: "-", End: "+", Count: 1000, Consumer: cfg.Consumer,
+		}).Result()
+		if err != nil {
+			return
+		}
+		var ids []string
+		counts := map[string]int64{}
+		minIdle := time.Duration(-1)
+		s.heldMu.Lock()
+		for _, p := range pend {
+			if _, held := s.held[st][p.ID]; held {
+				continue
+			}
+			ids = append(ids, p.ID)
+			counts[p.ID] = p.RetryCount + 1
+			if minIdle < 0 || p.Idle < minIdle {
+				minIdle = p.Idle
+			}
+		}
+		s.heldMu.Unlock()
+		for len(ids) > 0 && !s.stopping() {
+			n := s.tryAcquire(len(ids))
+			if n == 0 {
+				return // the claim loop will get them after MinIdle
+			}
+			msgs, err := s.bus.rdb.XClaim(ctx, &redis.XClaimArgs{
+				Stream: st, Group: s.name, Consumer: cfg.Consumer, MinIdle: minIdle, Messages: ids[:n],
+			}).Result()
+			if err != nil {
+				s.release(n)
+				return
+			}
+			if len(msgs) > 0 {
+				s.bus.log.Info("redisstream: recovered entries whose read reply was lost", "group", s.name, "stream", st, "count", len(msgs))
+			}
+			s.dispatch(st, s.notHeld(st, msgs), counts, 2, n)
+			ids = ids[n:]
 		}
 	}
 }
@@ -1035,6 +1096,8 @@ return lost
 `)
 
 func (s *subscription) claimOnce(es *errorState) {
+	s.claimMu.Lock()
+	defer s.claimMu.Unlock()
 	cfg := &s.bus.cfg
 	for _, st := range s.streams {
 		cursor := "0-0"
