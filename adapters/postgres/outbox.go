@@ -225,7 +225,7 @@ func (o *Outbox) write(ctx context.Context, tx pgx.Tx, notify bool, envs []event
 		if err := e.Validate(); err != nil {
 			return fmt.Errorf("postgres outbox: envelope %d: %w", i, err)
 		}
-		md, err := json.Marshal(e.Metadata)
+		md, err := marshalMetadata(e.Metadata)
 		if err != nil {
 			return fmt.Errorf("postgres outbox: envelope %d metadata: %w", i, err)
 		}
@@ -253,7 +253,7 @@ func (o *Outbox) writeOne(ctx context.Context, tx pgx.Tx, notify bool, e *eventb
 	if err := e.Validate(); err != nil {
 		return fmt.Errorf("postgres outbox: envelope 0: %w", err)
 	}
-	md, err := json.Marshal(e.Metadata)
+	md, err := marshalMetadata(e.Metadata)
 	if err != nil {
 		return fmt.Errorf("postgres outbox: envelope 0 metadata: %w", err)
 	}
@@ -269,6 +269,16 @@ func (o *Outbox) writeOne(ctx context.Context, tx pgx.Tx, notify bool, e *eventb
 		return fmt.Errorf("postgres outbox: insert event: %w", err)
 	}
 	return nil
+}
+
+var emptyMetadata = []byte("{}")
+
+// marshalMetadata is json.Marshal with the common empty case precomputed.
+func marshalMetadata(m eventbus.Metadata) ([]byte, error) {
+	if m.IsZero() {
+		return emptyMetadata, nil
+	}
+	return json.Marshal(m)
 }
 
 const recordCols = `id, event_id, event_type, schema_version, aggregate_type, aggregate_id, payload::text, metadata::text, occurred_at, attempts, coalesce(last_error, ''), created_at, quarantined_at`
