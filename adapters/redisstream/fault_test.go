@@ -2,6 +2,7 @@ package redisstream
 
 import (
 	"context"
+	"fmt"
 	"log/slog"
 	"os"
 	"os/exec"
@@ -352,7 +353,30 @@ func TestNetworkFaults(t *testing.T) {
 	rec.wait(t, time.Minute)
 	// Entries whose read reply died with a connection are recovered at once
 	// (recoverUnheld) or, at worst, claimed after MinIdle.
-	eventually(t, 15*time.Second, func() bool { return pendingCount(t, admin, "c5:events", "g") == 0 }, "XPENDING not 0")
+	deadline := time.Now().Add(15 * time.Second)
+	for pendingCount(t, admin, "c5:events", "g") != 0 {
+		if time.Now().After(deadline) {
+			p, _ := admin.XPendingExt(ctx, &redis.XPendingExtArgs{Stream: "c5:events", Group: "g", Start: "-", End: "+", Count: 10}).Result()
+			st, _ := b.Stats(ctx)
+			var held []string
+			b.mu.Lock()
+			for s := range b.subs {
+				s.heldMu.Lock()
+				for _, m := range s.held {
+					for id := range m {
+						held = append(held, id)
+					}
+				}
+				s.heldMu.Unlock()
+				s.retryMu.Lock()
+				held = append(held, fmt.Sprintf("retries=%d", len(s.retries)))
+				s.retryMu.Unlock()
+			}
+			b.mu.Unlock()
+			t.Fatalf("XPENDING not 0: %+v; stats %+v; held %v", p, st, held)
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
 	t.Logf("connections accepted during the 2s blackhole: %d", accDuring)
 	require.LessOrEqual(t, accDuring, int64(60), "reconnects are rate-limited")
 	eventually(t, 10*time.Second, func() bool { return runtime.NumGoroutine() <= baseG+10 },

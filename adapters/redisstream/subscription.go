@@ -865,6 +865,7 @@ func (s *subscription) flushAcks(batch []ackReq) {
 	}
 	deadline := time.Now().Add(max(3*b.cfg.WriteTimeout, 10*time.Second))
 	var es errorState
+	abandoned := map[string]bool{}
 	for st, ids := range byStream {
 		for {
 			ctx, cancel := context.WithTimeout(context.Background(), b.cfg.WriteTimeout)
@@ -880,20 +881,19 @@ func (s *subscription) flushAcks(batch []ackReq) {
 			}
 			if time.Now().After(deadline) {
 				b.log.Error("redisstream: ack abandoned; entries stay pending and will be redelivered", "group", s.name, "entries", len(ids), "err", err)
-				ids = nil
+				abandoned[st] = true
 				break
 			}
-			time.Sleep(b.cfg.ReconnectBackoff.Delay(es.fails))
-		}
-		if ids == nil {
-			delete(byStream, st)
+			time.Sleep(min(b.cfg.ReconnectBackoff.Delay(es.fails), time.Second))
 		}
 	}
 	for _, r := range batch {
-		if _, ok := byStream[r.stream]; !ok {
+		// Either way the entry is no longer ours to keep claimed: acked, or
+		// left for the claim loop to redeliver after MinIdle.
+		s.unhold(r.stream, r.id)
+		if abandoned[r.stream] {
 			continue
 		}
-		s.unhold(r.stream, r.id)
 		b.counters.acked.Add(1)
 		if r.env != nil {
 			b.cfg.Hooks.Ack(s.hardCtx, s.name, *r.env)
