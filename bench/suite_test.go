@@ -248,3 +248,24 @@ func TestRunSuiteVerdicts(t *testing.T) {
 		t.Fatal("a case error must fail the run")
 	}
 }
+
+func TestFailedExceptKnownMisses(t *testing.T) {
+	t.Parallel()
+	miss := Result{ID: "B7", Name: "Redis pub->handler p99 (ours)", Ours: 6, Ratio: 0.2, Target: AtLeastX(1)}
+	other := Result{ID: "B4", Name: "publish vs peer", Ratio: 0.1, Target: AtLeastX(1)}
+	wrong := Result{ID: "B7", Name: "Redis pub->handler p99 (ours)", Failures: []string{"lost 3 ids"}}
+	known := regexp.MustCompile(`^B7 Redis pub->handler p99 \(ours\)$`)
+
+	if (Report{Results: []Result{miss}}).FailedExcept(Short, known) {
+		t.Fatal("a listed known miss failed the run")
+	}
+	if !(Report{Results: []Result{miss}}).FailedExcept(Short, nil) {
+		t.Fatal("without the list the miss must fail the run")
+	}
+	if !(Report{Results: []Result{miss, other}}).FailedExcept(Short, known) {
+		t.Fatal("an unlisted miss must still fail the run")
+	}
+	if !(Report{Results: []Result{wrong}}).FailedExcept(Short, known) {
+		t.Fatal("a correctness failure must fail the run even on a listed row")
+	}
+}
