@@ -266,20 +266,50 @@ func (d *DashboardCache) Build(ctx context.Context, id uuid.UUID) (Dashboard, er
 	return db, nil
 }
 
+// rebuildAttempts bounds how often Rebuild re-reads stored state because
+// events were applied to the session while it was reading.
+const rebuildAttempts = 4
+
 // Rebuild replaces the cached dashboard of a session with one built from
-// stored state, keeping its sequence and last event id.
+// stored state, keeping its sequence and last event id. Stored state is read
+// without holding the cache, so an event applied meanwhile may be newer than
+// what was read: Rebuild then reads again instead of overwriting it, and if
+// the session keeps changing it leaves the incrementally updated entry in
+// place.
 func (d *DashboardCache) Rebuild(ctx context.Context, id uuid.UUID) (Dashboard, error) {
-	db, err := d.Build(ctx, id)
-	if err != nil {
-		return Dashboard{}, err
+	for attempt := 1; ; attempt++ {
+		d.mu.Lock()
+		before, had := d.sessions[id]
+		var seqBefore uint64
+		if had {
+			seqBefore = before.Sequence
+		}
+		d.mu.Unlock()
+
+		db, err := d.Build(ctx, id)
+		if err != nil {
+			return Dashboard{}, err
+		}
+		d.mu.Lock()
+		cur, has := d.sessions[id]
+		changed := has != had || has && cur.Sequence != seqBefore
+		if changed && attempt < rebuildAttempts {
+			d.mu.Unlock()
+			continue
+		}
+		if changed && has {
+			out := cloneDashboard(cur)
+			d.mu.Unlock()
+			return out, nil
+		}
+		if has {
+			db.Sequence, db.LastEventID = cur.Sequence, cur.LastEventID
+		}
+		d.sessions[id] = &db
+		out := cloneDashboard(&db)
+		d.mu.Unlock()
+		return out, nil
 	}
-	d.mu.Lock()
-	defer d.mu.Unlock()
-	if old, ok := d.sessions[id]; ok {
-		db.Sequence, db.LastEventID = old.Sequence, old.LastEventID
-	}
-	d.sessions[id] = &db
-	return cloneDashboard(&db), nil
 }
 
 func trimMessages(ms []MessageView) []MessageView {

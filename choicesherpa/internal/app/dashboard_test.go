@@ -13,6 +13,7 @@ import (
 	"github.com/choicesherpa/eventkit/choicesherpa/internal/domain"
 	"github.com/choicesherpa/eventkit/choicesherpa/internal/events"
 	"github.com/choicesherpa/eventkit/eventbus"
+	"github.com/google/uuid"
 	"github.com/stretchr/testify/require"
 )
 
@@ -59,4 +60,65 @@ func TestDashboardListenersSeeSequencesInOrder(t *testing.T) {
 	db, ok := dash.Get(sid)
 	require.True(t, ok)
 	require.Equal(t, uint64(workers*each+1), db.Sequence)
+}
+
+// slowSessions returns what it read, but only after release is closed: a
+// rebuild that read stored state before a concurrent change and finishes
+// after it.
+type slowSessions struct {
+	app.SessionRepository
+	once    sync.Once
+	read    chan struct{}
+	release chan struct{}
+}
+
+func (s *slowSessions) Get(ctx context.Context, id uuid.UUID) (*domain.Session, error) {
+	sess, err := s.SessionRepository.Get(ctx, id)
+	first := false
+	s.once.Do(func() { first = true })
+	if first {
+		close(s.read)
+		<-s.release
+	}
+	return sess, err
+}
+
+// A rebuild racing with an incremental update must not overwrite the update
+// with the older state it read.
+func TestDashboardRebuildDoesNotOverwriteConcurrentUpdate(t *testing.T) {
+	t.Parallel()
+	ctx := context.Background()
+	repos := memory.NewStore().Repositories()
+	sess, err := domain.NewSession("u1", "old", nil, time.Now())
+	require.NoError(t, err)
+	require.NoError(t, repos.Sessions.Create(ctx, sess))
+	slow := &slowSessions{SessionRepository: repos.Sessions, read: make(chan struct{}), release: make(chan struct{})}
+	repos.Sessions = slow
+	dash := app.NewDashboardCache(repos, nil)
+
+	rebuilt := make(chan error, 1)
+	go func() {
+		_, err := dash.Rebuild(ctx, sess.ID)
+		rebuilt <- err
+	}()
+	select {
+	case <-slow.read: // the rebuild holds the "old" state
+	case <-time.After(10 * time.Second):
+		t.Fatal("rebuild never read the session")
+	}
+	old, err := sess.Rename("new", time.Now())
+	require.NoError(t, err)
+	require.NoError(t, repos.Sessions.Update(ctx, sess))
+	require.NoError(t, dash.Apply(ctx, eventbus.MustEnvelope(ctx, events.SessionRenamed{SessionID: sess.ID, UserID: "u1", OldTitle: old, NewTitle: "new", RenamedAt: time.Now()})))
+	close(slow.release)
+	select {
+	case err := <-rebuilt:
+		require.NoError(t, err)
+	case <-time.After(10 * time.Second):
+		t.Fatal("rebuild did not finish")
+	}
+	db, ok := dash.Get(sess.ID)
+	require.True(t, ok)
+	require.Equal(t, "new", db.Title, "the stale rebuild overwrote a newer update")
+	require.Equal(t, uint64(1), db.Sequence)
 }
