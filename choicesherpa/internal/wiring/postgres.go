@@ -22,6 +22,8 @@ func buildPostgres(ctx context.Context, cfg Config, a *App, stores *app.Stores) 
 	if err != nil {
 		return err
 	}
+	// Flush the coalesced wake-up NOTIFY while the caller's pool is still open.
+	a.closers = append(a.closers, func() error { ob.Close(); return nil })
 	uow, err := ekpg.NewUnitOfWork(cfg.Pool, ob, nil)
 	if err != nil {
 		return err
