@@ -123,9 +123,13 @@ func mkEnvs(t testing.TB, n int) []eventbus.Envelope {
 }
 
 // recorder is a handler that records every delivery and signals when a
-// target number of distinct events has been handled successfully.
+// target number of distinct events has been handled successfully. It is
+// safe under at-least-once delivery: a duplicate handled after the target
+// was reached (a publish whose reply was lost and was written again, a
+// redelivery) is recorded, never signalled twice.
 type recorder struct {
 	mu     sync.Mutex
+	closed bool
 	calls  map[eventbus.EventID]int
 	ok     map[eventbus.EventID]eventbus.Envelope
 	order  []eventbus.Envelope
@@ -154,7 +158,8 @@ func (r *recorder) Handle(ctx context.Context, env eventbus.Envelope) error {
 	defer r.mu.Unlock()
 	r.ok[env.EventID] = env
 	r.order = append(r.order, env)
-	if len(r.ok) == r.target {
+	if len(r.ok) >= r.target && !r.closed {
+		r.closed = true
 		close(r.done)
 	}
 	return nil
@@ -222,4 +227,20 @@ func fmtErr(format string, args ...any) error { return fmt.Errorf(format, args..
 
 func xreadArgs(group, consumer, stream string) *redis.XReadGroupArgs {
 	return &redis.XReadGroupArgs{Group: group, Consumer: consumer, Streams: []string{stream, ">"}, Count: 10, Block: -1}
+}
+
+// The recorder must survive at-least-once delivery: a duplicate handled
+// after the target was reached used to close done twice, and the panic
+// turned into endless retries of that entry (the C5 flake).
+func TestRecorderToleratesDuplicatesAfterTarget(t *testing.T) {
+	t.Parallel()
+	envs := mkEnvs(t, 2)
+	rec := newRecorder(2, nil)
+	ctx := context.Background()
+	for _, env := range []eventbus.Envelope{envs[0], envs[1], envs[1], envs[0]} {
+		require.NotPanics(t, func() { require.NoError(t, rec.Handle(ctx, env)) })
+	}
+	rec.wait(t, time.Second)
+	require.Equal(t, 2, rec.count())
+	require.Equal(t, 2, rec.calls[envs[1].EventID])
 }
