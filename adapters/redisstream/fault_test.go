@@ -373,11 +373,15 @@ func TestNetworkFaults(t *testing.T) {
 				s.retryMu.Unlock()
 			}
 			b.mu.Unlock()
-			t.Fatalf("XPENDING not 0: %+v; stats %+v; held %v", p, st, held)
+			t.Fatalf("XPENDING not 0: %+v; stats %+v; held %v; handler failures %d", p, st, held, b.counters.failed.Load())
 		}
 		time.Sleep(50 * time.Millisecond)
 	}
-	t.Logf("connections accepted during the 2s blackhole: %d", accDuring)
+	// The handler never fails: a failure here is a test bug (the recorder
+	// once panicked on a duplicate) and would show up as an entry retried
+	// forever instead of as its cause.
+	require.Zero(t, b.counters.failed.Load(), "handler calls failed")
+	t.Logf("connections accepted during the 2s blackhole: %d; duplicates handled: %d", accDuring, b.counters.delivered.Load()-int64(total))
 	require.LessOrEqual(t, accDuring, int64(60), "reconnects are rate-limited")
 	eventually(t, 10*time.Second, func() bool { return runtime.NumGoroutine() <= baseG+10 },
 		"goroutines grew: %d -> %d", baseG, runtime.NumGoroutine())
@@ -414,4 +418,64 @@ func TestPublishDeadlineWhenRedisStalls(t *testing.T) {
 	require.Less(t, time.Since(start), time.Second)
 	proxy.Blackhole(false)
 	require.Eventually(t, func() bool { return b.Publish(ctx, mkEnv(t, 3, "a")) == nil }, 20*time.Second, 100*time.Millisecond)
+}
+
+// The first read that succeeds after a failed one recovers the entries
+// whose earlier reply was lost, but never the entries that very read just
+// returned: those are handled once, not twice at once (recoverUnheld used
+// to run before the read's own entries were held, claimed them back and
+// dispatched them a second time).
+func TestReadAfterErrorHandlesEachEntryOnce(t *testing.T) {
+	t.Parallel()
+	rdb, prefix := testinfra.Redis(t)
+	opts, err := redis.ParseURL(testinfra.RedisURL(t))
+	require.NoError(t, err)
+	proxy, err := faultproxy.New(opts.Addr)
+	require.NoError(t, err)
+	defer proxy.Close()
+	opts.Addr = proxy.Addr()
+	opts.MaxRetries = -1 // the reader must see the reset, not a silent retry
+	viaProxy := redis.NewClient(opts)
+	defer viaProxy.Close()
+
+	var readFails atomic.Int64
+	c := fastConfig(prefix + "events")
+	c.MinIdle = time.Hour // only recoverUnheld could claim anything
+	// A long first backoff: the entries are published while the reader
+	// waits, so its first successful read returns them.
+	c.ReconnectBackoff = eventbus.Backoff{Initial: 2 * time.Second, Max: 2 * time.Second}
+	c.Logger = slog.New(countingHandler{slog.NewTextHandler(devNull(t), nil), "read failed", &readFails})
+	b, err := New(viaProxy, c)
+	require.NoError(t, err)
+	defer b.Close()
+	ctx := ctxT(t)
+	envs := mkEnvs(t, 5)
+	rec := newRecorder(len(envs), nil)
+	_, err = b.Subscribe(ctx, "g", rec)
+	require.NoError(t, err)
+
+	// Reset until the reader's blocked XREADGROUP fails (it may be between
+	// reads when a reset lands).
+	for i := 0; readFails.Load() == 0; i++ {
+		require.Less(t, i, 50, "the reader never saw a reset")
+		proxy.Reset()
+		deadline := time.Now().Add(300 * time.Millisecond)
+		for readFails.Load() == 0 && time.Now().Before(deadline) {
+			time.Sleep(5 * time.Millisecond)
+		}
+	}
+	for i := range envs {
+		fields, err := encodeEntry(&envs[i], 0)
+		require.NoError(t, err)
+		require.NoError(t, rdb.XAdd(ctx, &redis.XAddArgs{Stream: c.Stream, Values: fields}).Err())
+	}
+	rec.wait(t, 20*time.Second)
+	requirePendingZero(t, rdb, c.Stream, "g")
+	require.NoError(t, b.Close()) // every delivery already routed has run
+	rec.mu.Lock()
+	defer rec.mu.Unlock()
+	for _, env := range envs {
+		require.Equal(t, 1, rec.calls[env.EventID], "event %s handled more than once", env.EventID)
+	}
+	require.EqualValues(t, len(envs), b.counters.delivered.Load())
 }

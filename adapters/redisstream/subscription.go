@@ -462,11 +462,7 @@ func (s *subscription) readLoop() {
 			}
 			continue
 		}
-		if es.fails > 0 {
-			// A read that failed on the wire may have been delivered by
-			// Redis: its entries sit in our PEL without us holding them.
-			s.recoverUnheld()
-		}
+		recoverLost := es.fails > 0
 		s.onSuccess(&es, "read")
 		if s.nogroupLogged {
 			s.nogroupLogged = false
@@ -485,6 +481,14 @@ func (s *subscription) readLoop() {
 		}
 		if used < n {
 			s.release(n - used)
+		}
+		if recoverLost && !s.stopping() {
+			// A read that failed on the wire may have been delivered by
+			// Redis: its entries sit in our PEL without us holding them.
+			// Only now, with this read's own entries held (dispatch), can
+			// the unheld ones be told apart: before, they would be claimed
+			// back and run a second time, concurrently.
+			s.recoverUnheld()
 		}
 	}
 }
