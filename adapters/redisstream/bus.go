@@ -39,11 +39,11 @@ type Bus struct {
 	streams map[string]struct{}
 	closed  bool
 
-	closing  chan struct{}
-	bg       sync.WaitGroup
-	closeErr error
-	closeMu  sync.Mutex
-	counters counters
+	closing   chan struct{} // closed once every subscription has stopped
+	bg        sync.WaitGroup
+	closeDone chan struct{} // closed when Close finished; closeErr is set
+	closeErr  error
+	counters  counters
 }
 
 type counters struct {
@@ -78,14 +78,15 @@ func New(rdb redis.UniversalClient, cfg *Config) (*Bus, error) {
 		return nil, err
 	}
 	b := &Bus{
-		rdb:     rdb,
-		cfg:     c,
-		log:     c.Logger,
-		pubWake: make(chan struct{}, c.PublishPipelines),
-		subs:    make(map[*subscription]struct{}),
-		names:   make(map[string]bool),
-		streams: make(map[string]struct{}),
-		closing: make(chan struct{}),
+		rdb:       rdb,
+		cfg:       c,
+		log:       c.Logger,
+		pubWake:   make(chan struct{}, c.PublishPipelines),
+		subs:      make(map[*subscription]struct{}),
+		names:     make(map[string]bool),
+		streams:   make(map[string]struct{}),
+		closing:   make(chan struct{}),
+		closeDone: make(chan struct{}),
 	}
 	if hasHashTag(c.Stream) {
 		b.tags = c.Stream
@@ -377,9 +378,8 @@ func (b *Bus) Close() error {
 	b.mu.Lock()
 	if b.closed {
 		b.mu.Unlock()
-		b.bg.Wait()
-		b.closeMu.Lock()
-		defer b.closeMu.Unlock()
+		// Wait for the first Close to finish and report its outcome.
+		<-b.closeDone
 		return b.closeErr
 	}
 	b.closed = true
@@ -402,11 +402,9 @@ func (b *Bus) Close() error {
 	close(b.closing)
 	b.bg.Wait()
 	b.failQueued()
-	err := errors.Join(errs...)
-	b.closeMu.Lock()
-	b.closeErr = err
-	b.closeMu.Unlock()
-	return err
+	b.closeErr = errors.Join(errs...)
+	close(b.closeDone)
+	return b.closeErr
 }
 
 func (b *Bus) removeSub(s *subscription) {
