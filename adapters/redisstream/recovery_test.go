@@ -4,6 +4,7 @@ import (
 	"context"
 	"encoding/json"
 	"errors"
+	"strconv"
 	"sync"
 	"sync/atomic"
 	"testing"
@@ -630,4 +631,42 @@ func TestConcurrentCloseReturnsSameError(t *testing.T) {
 		}
 	}
 	require.ErrorIs(t, b.Close(), ErrShutdownTimeout, "a later Close reports it too")
+}
+
+// A consumer restarted under its own name, whose pending entries are idle
+// past MinIdle, gets them from two sides at once: phase 1 re-reads its PEL
+// (id 0) while the claim loop's first XAUTOCLAIM takes the same idle
+// entries. Each must still be handled once, not twice concurrently.
+func TestRestartOwnPendingNotHandledTwice(t *testing.T) {
+	t.Parallel()
+	f := setup(t)
+	ctx := ctxT(t)
+	const rounds, per = 6, 5
+	for r := range rounds {
+		group, stream := "g", f.stream+strconv.Itoa(r) // a fresh stream per round
+		envs := mkEnvs(t, per)
+		pc := f.config()
+		pc.Stream = stream
+		pub := f.bus(t, pc)
+		require.NoError(t, pub.Publish(ctx, envs...))
+		readRaw(t, f.rdb, stream, group, "me", per) // the crashed "me"
+		c := f.config()
+		c.Stream = stream
+		c.Consumer = "me"
+		c.HandlerTimeout = 50 * time.Millisecond
+		c.MinIdle = 400 * time.Millisecond
+		time.Sleep(c.MinIdle + 50*time.Millisecond) // idle past MinIdle, as after a crash
+		b := f.bus(t, c)
+		rec := newRecorder(per, nil)
+		_, err := b.Subscribe(ctx, group, rec)
+		require.NoError(t, err)
+		rec.wait(t, 10*time.Second)
+		requirePendingZero(t, f.rdb, stream, group)
+		require.NoError(t, b.Close()) // every delivery already routed has run
+		rec.mu.Lock()
+		for _, env := range envs {
+			require.Equal(t, 1, rec.calls[env.EventID], "round %d: event %s handled more than once", r, env.EventID)
+		}
+		rec.mu.Unlock()
+	}
 }

@@ -402,10 +402,15 @@ func (s *subscription) readLoop() {
 			if n == 0 {
 				return
 			}
+			// Under claimMu, as the claim loop: its first XAUTOCLAIM may take
+			// the same own idle entries this re-read returns; whichever runs
+			// second must see them held (notHeld), or both would run them.
+			s.claimMu.Lock()
 			res, err := s.bus.rdb.XReadGroup(s.readCtx, &redis.XReadGroupArgs{
 				Group: s.name, Consumer: cfg.Consumer, Streams: []string{st, cursor}, Count: int64(n), Block: -1,
 			}).Result()
 			if err != nil && !errors.Is(err, redis.Nil) {
+				s.claimMu.Unlock()
 				s.release(n)
 				if isNoGroup(err) {
 					s.onError(&es, "read pending", err)
@@ -422,12 +427,15 @@ func (s *subscription) readLoop() {
 				msgs = res[0].Messages
 			}
 			if len(msgs) == 0 {
+				s.claimMu.Unlock()
 				s.release(n)
 				break
 			}
 			cursor = msgs[len(msgs)-1].ID
+			msgs = s.notHeld(st, msgs)
 			counts := s.pendingCounts(st, msgs)
 			s.dispatch(st, msgs, counts, 0, n)
+			s.claimMu.Unlock()
 		}
 	}
 	// Phase 2: new entries.
@@ -891,10 +899,19 @@ func (s *subscription) flushAcks(batch []ackReq) {
 			time.Sleep(min(b.cfg.ReconnectBackoff.Delay(es.fails), time.Second))
 		}
 	}
+	// Either way the entries are no longer ours to keep claimed: acked, or
+	// left for the claim loop to redeliver after MinIdle. Unheld under
+	// claimMu: a PEL read (phase 1, XAUTOCLAIM, recoverUnheld) that Redis
+	// answered before this XACK still lists them, and must find them held
+	// when it filters (notHeld), or it would run them a second time.
+	s.claimMu.Lock()
+	s.heldMu.Lock()
 	for _, r := range batch {
-		// Either way the entry is no longer ours to keep claimed: acked, or
-		// left for the claim loop to redeliver after MinIdle.
-		s.unhold(r.stream, r.id)
+		delete(s.held[r.stream], r.id)
+	}
+	s.heldMu.Unlock()
+	s.claimMu.Unlock()
+	for _, r := range batch {
 		if abandoned[r.stream] {
 			continue
 		}
