@@ -74,7 +74,10 @@ func resetConn(c net.Conn) {
 // Blackhole stalls all traffic (current and new connections) until
 // Blackhole(false): bytes are held, not delivered. Ending a blackhole
 // resets the connections that were open during it, as a real network
-// partition usually ends with broken connections.
+// partition usually ends with broken connections: their clients are reset
+// first, so no reply reaches them, and only then are the held requests
+// released to the server (a command may run whose reply is lost); each
+// connection's server side closes once its held bytes are written.
 func (p *Proxy) Blackhole(on bool) {
 	p.mu.Lock()
 	if on == p.paused {
@@ -87,9 +90,13 @@ func (p *Proxy) Blackhole(on bool) {
 		p.mu.Unlock()
 		return
 	}
+	conns := p.conns
+	p.conns = make(map[*pair]struct{})
+	for c := range conns {
+		resetConn(c.client)
+	}
 	close(p.resume)
 	p.mu.Unlock()
-	p.Reset()
 }
 
 // SetLatency delays every forwarded chunk, in both directions, by d.
