@@ -670,3 +670,54 @@ func TestRestartOwnPendingNotHandledTwice(t *testing.T) {
 		rec.mu.Unlock()
 	}
 }
+
+// Entries read but not started when Close begins stay pending with their
+// delivery count given back: a reader that shuts down does not use up
+// MaxDeliveries of entries its handler never saw.
+func TestCloseGivesBackUnstartedDeliveries(t *testing.T) {
+	t.Parallel()
+	f := setup(t)
+	ctx := ctxT(t)
+	c := f.config()
+	c.Concurrency = 1
+	c.MinIdle = 10 * time.Second
+	b := f.bus(t, c)
+	entered := make(chan struct{}, 1)
+	release := make(chan struct{})
+	var calls atomic.Int64
+	sub, err := b.Subscribe(ctx, "g", eventbus.HandlerFunc(func(context.Context, eventbus.Envelope) error {
+		if calls.Add(1) == 1 {
+			entered <- struct{}{}
+			<-release
+		}
+		return nil
+	}))
+	require.NoError(t, err)
+	require.NoError(t, b.Publish(ctx, mkEnvs(t, 5)...))
+	select {
+	case <-entered:
+	case <-time.After(10 * time.Second):
+		t.Fatal("handler did not start")
+	}
+	// The other four are read and queued behind the running one.
+	eventually(t, 10*time.Second, func() bool { return pendingCount(t, f.rdb, f.stream, "g") == 5 }, "entries not read")
+	closed := make(chan error, 1)
+	go func() { closed <- sub.Close() }()
+	s := sub.(*subscription)
+	eventually(t, 10*time.Second, s.stopping, "Close did not begin")
+	close(release)
+	select {
+	case err := <-closed:
+		require.NoError(t, err)
+	case <-time.After(20 * time.Second):
+		t.Fatal("Close did not return")
+	}
+	require.EqualValues(t, 1, calls.Load())
+	p, err := f.rdb.XPendingExt(ctx, &redis.XPendingExtArgs{Stream: f.stream, Group: "g", Start: "-", End: "+", Count: 10}).Result()
+	require.NoError(t, err)
+	require.Len(t, p, 4, "the finished entry is acked, the unstarted ones stay pending")
+	for _, x := range p {
+		require.EqualValues(t, 0, x.RetryCount, "delivery given back: %+v", x)
+		require.Equal(t, c.Consumer, x.Consumer)
+	}
+}

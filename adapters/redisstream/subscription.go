@@ -57,6 +57,9 @@ type subscription struct {
 
 	nogroupLogged bool // reader goroutine only: one log line per NOGROUP incident
 
+	unstartedMu sync.Mutex
+	unstarted   []*delivery // read but not started when Close began
+
 	closeOnce sync.Once
 	closeErr  error
 	done      chan struct{}
@@ -260,6 +263,7 @@ func (s *subscription) Close() error {
 			close(s.ackStop)
 			<-s.ackGone
 			ctx, cancel := context.WithTimeout(context.Background(), s.bus.cfg.WriteTimeout)
+			s.giveBack(ctx)
 			for _, st := range s.streams {
 				if _, err := deleteConsumerIfIdle(ctx, s.bus.rdb, st, s.name, s.bus.cfg.Consumer, 0); err != nil && !isNoGroup(err) {
 					s.bus.log.Debug("redisstream: delete consumer", "group", s.name, "stream", st, "err", err)
@@ -281,6 +285,43 @@ func (s *subscription) stopping() bool {
 		return false
 	}
 }
+
+// giveBack lowers by one the delivery count of every entry read but never
+// started before Close (still owned by this consumer): the read counted as
+// a delivery in Redis, and without this a process restarted a few times
+// could dead-letter an entry its handler saw fewer than MaxDeliveries
+// times. Best effort: on failure the count just stays one higher.
+func (s *subscription) giveBack(ctx context.Context) {
+	s.unstartedMu.Lock()
+	ds := s.unstarted
+	s.unstarted = nil
+	s.unstartedMu.Unlock()
+	byStream := map[string][]any{}
+	for _, d := range ds {
+		if byStream[d.stream] == nil {
+			byStream[d.stream] = []any{s.name, s.bus.cfg.Consumer}
+		}
+		byStream[d.stream] = append(byStream[d.stream], d.id)
+	}
+	for st, args := range byStream {
+		if err := giveBackScript.Run(ctx, s.bus.rdb, []string{st}, args...).Err(); err != nil && !errors.Is(err, redis.Nil) {
+			s.bus.log.Debug("redisstream: give back unstarted deliveries", "group", s.name, "stream", st, "err", err)
+		}
+	}
+}
+
+// giveBackScript decrements the delivery count of entries this consumer
+// still owns (XCLAIM JUSTID RETRYCOUNT, which also keeps them ours),
+// atomically with the ownership check.
+var giveBackScript = redis.NewScript(`
+for i = 3, #ARGV do
+  local p = redis.call('XPENDING', KEYS[1], ARGV[1], ARGV[i], ARGV[i], 1)
+  if #p == 1 and p[1][2] == ARGV[2] and p[1][4] > 0 then
+    redis.call('XCLAIM', KEYS[1], ARGV[1], ARGV[2], 0, ARGV[i], 'RETRYCOUNT', p[1][4] - 1, 'JUSTID')
+  end
+end
+return 0
+`)
 
 // ---- groups ----
 
@@ -661,7 +702,13 @@ func (s *subscription) worker(ch chan *delivery) {
 	defer s.workers.Done()
 	for d := range ch {
 		if s.stopping() {
-			// Not started: leave it pending.
+			// Not started: leave it pending, and give its delivery back
+			// at Close (giveBack) so it does not count toward MaxDeliveries.
+			if !s.broadcast {
+				s.unstartedMu.Lock()
+				s.unstarted = append(s.unstarted, d)
+				s.unstartedMu.Unlock()
+			}
 			s.release(1)
 			continue
 		}
