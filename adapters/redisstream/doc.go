@@ -56,7 +56,9 @@
 //
 // Close stops reading, lets handlers in flight finish within
 // ShutdownTimeout, acknowledges on a detached bounded context and leaves the
-// rest pending. The bus never closes the client it was given. A read blocked
+// rest pending (entries read but never started get their delivery count
+// back, so restarts do not use up MaxDeliveries). The bus never closes the
+// client it was given. A read blocked
 // in XREADGROUP is not interrupted (go-redis does not cancel socket reads),
 // so Close can take up to Config.Block longer.
 //
