@@ -57,6 +57,9 @@ type Config struct {
 	// Mode picks sizes and whether targets or floors are judged.
 	// Defaults to Full.
 	Mode Mode
+	// KnownMisses matches rows ("ID name") whose missed bar is reported but
+	// does not fail the run (see Report.FailedExcept). Defaults to none.
+	KnownMisses *regexp.Regexp
 	// Rounds is how many interleaved rounds to run. Defaults to
 	// DefaultRounds (Full), DefaultShortRounds (Short) or DefaultTinyRounds
 	// (Tiny).

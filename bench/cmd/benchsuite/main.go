@@ -66,7 +66,7 @@ func run() int {
 
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt)
 	defer stop()
-	cfg := bench.Config{Rounds: *rounds, Env: bench.DetectEnv(ctx)}
+	cfg := bench.Config{Rounds: *rounds, Env: bench.DetectEnv(ctx), KnownMisses: known}
 	if *short {
 		cfg.Mode = bench.Short
 	}
@@ -76,7 +76,7 @@ func run() int {
 	}
 	rep := bench.RunSuite(ctx, cfg, cases, progress)
 	bench.WriteTable(os.Stdout, cfg, rep)
-	if rep.FailedExcept(cfg.Mode, known) {
+	if rep.FailedExcept(cfg.Mode, cfg.KnownMisses) {
 		return 1
 	}
 	return 0
