@@ -61,11 +61,13 @@ func newRedisRun(cfg Config) (*redisRun, error) {
 
 func (r *redisRun) stream() string { return r.prefix + "events" }
 
-// cleanup deletes the run's keys and closes the client.
+// cleanup deletes the run's keys and closes the client. The bus wraps
+// stream names in a cluster hash tag ("{bench:...}"), so match the prefix
+// anywhere in the key, not only at its start.
 func (r *redisRun) cleanup() {
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
-	iter := r.rdb.Scan(ctx, 0, r.prefix+"*", 1000).Iterator()
+	iter := r.rdb.Scan(ctx, 0, "*"+r.prefix+"*", 1000).Iterator()
 	var keys []string
 	for iter.Next(ctx) {
 		keys = append(keys, iter.Val())
