@@ -136,7 +136,7 @@ func runB10(ctx context.Context, cfg Config) ([]Result, error) {
 			defer bus.Close()
 			times := newCommitTimes(n)
 			tally := NewTally(n, 1)
-			pub := &tallyPublisher{next: bus, tally: tally, n: int64(n), done: make(chan struct{}), onMark: times.publish}
+			pub := &tallyPublisher{next: bus, tallyMarks: tallyMarks{tally: tally, n: int64(n), done: make(chan struct{}), onMark: times.publish}}
 			relay, err := outbox.NewRelay(outbox.RelayConfig{Store: pb.ob, Publisher: pub, DisableWake: disableWake, Logger: benchLogger()})
 			if err != nil {
 				return Sample{}, err

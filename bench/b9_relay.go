@@ -9,6 +9,7 @@ import (
 	"path/filepath"
 	"regexp"
 	"strconv"
+	"sync"
 	"sync/atomic"
 	"time"
 
@@ -59,15 +60,36 @@ FROM generate_series(0, $1 - 1) g`, n, body256)
 	return err
 }
 
-// tallyPublisher passes batches to next and marks each published event's
-// sequence once next accepted it; done is closed when count reaches n.
-type tallyPublisher struct {
-	next   eventbus.Publisher
+// tallyMarks marks published sequences in a tally and closes done once n
+// were marked. Several relays publish concurrently, so done is closed
+// through a sync.Once.
+type tallyMarks struct {
 	tally  *Tally
 	n      int64
 	count  atomic.Int64
 	done   chan struct{}
+	once   sync.Once
 	onMark func(seq int) // optional, called after each published event
+}
+
+func (m *tallyMarks) mark(seq int) {
+	m.tally.Mark(0, seq)
+	if m.onMark != nil {
+		m.onMark(seq)
+	}
+}
+
+func (m *tallyMarks) marked(k int) {
+	if m.count.Add(int64(k)) >= m.n {
+		m.once.Do(func() { close(m.done) })
+	}
+}
+
+// tallyPublisher passes batches to next and marks each published event's
+// sequence once next accepted it.
+type tallyPublisher struct {
+	tallyMarks
+	next eventbus.Publisher
 }
 
 func (p *tallyPublisher) Publish(ctx context.Context, envs ...eventbus.Envelope) error {
@@ -75,31 +97,17 @@ func (p *tallyPublisher) Publish(ctx context.Context, envs ...eventbus.Envelope)
 		return err
 	}
 	for i := range envs {
-		seq := seqOfEventID(envs[i].EventID)
-		p.tally.Mark(0, seq)
-		if p.onMark != nil {
-			p.onMark(seq)
-		}
+		p.mark(seqOfEventID(envs[i].EventID))
 	}
-	if p.count.Add(int64(len(envs))) >= p.n {
-		select {
-		case <-p.done:
-		default:
-			close(p.done)
-		}
-	}
+	p.marked(len(envs))
 	return nil
 }
 
 // wmTallyPublisher is the same for the watermill chain: the forwarder's
 // output publisher, marking message UUIDs (the sequence) after publishing.
 type wmTallyPublisher struct {
-	next   message.Publisher
-	tally  *Tally
-	n      int64
-	count  atomic.Int64
-	done   chan struct{}
-	onMark func(seq int) // optional, called after each published message
+	tallyMarks
+	next message.Publisher
 }
 
 func (p *wmTallyPublisher) Publish(topic string, msgs ...*message.Message) error {
@@ -107,19 +115,9 @@ func (p *wmTallyPublisher) Publish(topic string, msgs ...*message.Message) error
 		return err
 	}
 	for _, m := range msgs {
-		seq := wmSeq(m)
-		p.tally.Mark(0, seq)
-		if p.onMark != nil {
-			p.onMark(seq)
-		}
+		p.mark(wmSeq(m))
 	}
-	if p.count.Add(int64(len(msgs))) >= p.n {
-		select {
-		case <-p.done:
-		default:
-			close(p.done)
-		}
-	}
+	p.marked(len(msgs))
 	return nil
 }
 
@@ -172,7 +170,7 @@ func newWMChain(ctx context.Context, cfg Config, pb *pgBench, topic, dest string
 		return nil, err
 	}
 	done := make(chan struct{})
-	pub := &wmTallyPublisher{next: rp, tally: tally, n: int64(n), done: done}
+	pub := &wmTallyPublisher{next: rp, tallyMarks: tallyMarks{tally: tally, n: int64(n), done: done}}
 	fwd, err := forwarder.NewForwarder(sub, pub, watermill.NopLogger{}, forwarder.Config{ForwarderTopic: topic})
 	if err != nil {
 		_ = rp.Close()
@@ -459,7 +457,7 @@ func b9OursSetup(cfg Config, pb *pgBench, ob *postgres.Outbox, batch, relays int
 			return nil, err
 		}
 		tally := NewTally(n, 1)
-		pub := &tallyPublisher{next: bus, tally: tally, n: int64(n), done: make(chan struct{})}
+		pub := &tallyPublisher{next: bus, tallyMarks: tallyMarks{tally: tally, n: int64(n), done: make(chan struct{})}}
 		rs := make([]*outbox.Relay, relays)
 		for i := range rs {
 			rs[i], err = outbox.NewRelay(outbox.RelayConfig{Store: ob, Publisher: pub, BatchSize: batch,
