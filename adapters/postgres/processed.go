@@ -2,13 +2,16 @@ package postgres
 
 import (
 	"context"
+	"errors"
 	"fmt"
+	"strings"
 	"time"
 
 	"github.com/choicesherpa/eventkit/eventbus"
 	"github.com/choicesherpa/eventkit/idempotency"
 	"github.com/choicesherpa/eventkit/outbox"
 	"github.com/jackc/pgx/v5"
+	"github.com/jackc/pgx/v5/pgconn"
 	"github.com/jackc/pgx/v5/pgxpool"
 )
 
@@ -43,18 +46,27 @@ type ProcessedEventStoreConfig struct {
 // marker, the handler's writes and the events it raises commit in one
 // transaction (the inbox and the outbox together).
 //
-// Process begins a transaction (or, when ctx already carries one, works in
-// a savepoint of it), inserts the marker with ON CONFLICT DO NOTHING and, if
-// the row was new, runs fn with the transaction in its context
-// (TxFromContext) and a collector for outbox.Raise, writes the raised events
-// to the outbox and commits. A marker that exists means duplicate: nothing
-// runs, and the transaction is rolled back. A concurrent duplicate blocks on
-// the primary key until the first delivery ends, then sees its marker (or
-// runs, if the first one rolled back).
+// Process begins a transaction and inserts the marker in the same round
+// trip (BEGIN and INSERT as one simple query); if the row was new it runs
+// fn with the transaction in its context (TxFromContext) and a collector
+// for outbox.Raise, then writes the raised events to the outbox and commits
+// in one pipeline. A marker that exists means duplicate: its unique
+// violation aborts the transaction before fn runs, Process rolls back and
+// reports the duplicate (the server logs that violation as an ERROR line).
+// A concurrent duplicate blocks on the primary key until the first delivery
+// ends, then sees its marker (or runs, if the first one rolled back).
+//
+// When ctx already carries a transaction, Process works in a savepoint of
+// it with INSERT ... ON CONFLICT DO NOTHING, so a duplicate or a failure
+// never spoils the caller's transaction.
 type ProcessedEventStore struct {
-	pool *pgxpool.Pool
-	cfg  ProcessedEventStoreConfig
-	tbl  string
+	pool     *pgxpool.Pool
+	cfg      ProcessedEventStoreConfig
+	tbl      string
+	beginSQL string // BEGIN with cfg.TxOptions
+
+	markerSQL  string // the marker INSERT, prepared on each connection
+	markerStmt string // its prepared statement's name
 }
 
 var (
@@ -86,7 +98,11 @@ func NewProcessedEventStore(pool *pgxpool.Pool, cfg *ProcessedEventStoreConfig) 
 	if c.LockTimeout == 0 {
 		c.LockTimeout = DefaultCleanupLockWait
 	}
-	return &ProcessedEventStore{pool: pool, cfg: c, tbl: qualify(c.Schema, c.Table)}, nil
+	st := &ProcessedEventStore{pool: pool, cfg: c, tbl: qualify(c.Schema, c.Table), beginSQL: renderBegin(c.TxOptions)}
+	st.markerSQL = `INSERT INTO ` + st.tbl + ` (handler_name, event_id, processed_at) VALUES ($1::text, $2::uuid, coalesce($3::timestamptz, now()))`
+	// The name is per statement text: one per table on a connection.
+	st.markerStmt = fmt.Sprintf("eventkit_marker_%08x", uint32(hashKey(st.markerSQL)))
+	return st, nil
 }
 
 func (s *ProcessedEventStore) now() any {
@@ -101,48 +117,164 @@ func (s *ProcessedEventStore) Process(ctx context.Context, handler string, id ev
 	if handler == "" || id.IsZero() {
 		return false, eventbus.Permanent(fmt.Errorf("postgres: processed event needs a handler name and an event id"))
 	}
-	run := func(ctx context.Context, tx pgx.Tx) error {
-		tag, err := tx.Exec(ctx, `INSERT INTO `+s.tbl+` (handler_name, event_id, processed_at)
-VALUES ($1, $2, coalesce($3::timestamptz, now())) ON CONFLICT DO NOTHING`, handler, [16]byte(id), s.now())
-		if err != nil {
-			return fmt.Errorf("postgres: insert marker for %s %q: %w", id, handler, err)
-		}
-		if tag.RowsAffected() == 0 {
-			dup = true
-			return errDuplicate
-		}
-		return fn(ctx)
+	if strings.IndexByte(handler, 0) >= 0 {
+		return false, eventbus.Permanent(fmt.Errorf("postgres: handler name %q contains a NUL byte", handler))
 	}
 	if outer, ok := TxFromContext(ctx); ok {
-		// Join: a savepoint keeps a duplicate or a failure from spoiling
-		// the caller's transaction.
-		sp, err := outer.Begin(ctx)
-		if err != nil {
-			return false, fmt.Errorf("postgres: savepoint: %w", err)
-		}
-		sctx, c := outbox.WithNewCollector(WithTx(ctx, sp))
-		err = run(sctx, sp)
-		if err == nil {
-			// The caller commits: notify from inside its transaction.
-			_, err = writeCollected(sctx, s.cfg.Outbox, sp, c, true)
-		}
-		if err != nil {
-			_ = sp.Rollback(context.WithoutCancel(ctx))
-			if dup {
-				return true, nil
-			}
-			return false, err
-		}
-		if err := sp.Commit(ctx); err != nil {
-			return false, fmt.Errorf("postgres: release savepoint: %w", err)
-		}
-		return false, nil
+		return s.processIn(ctx, outer, handler, id, fn)
 	}
-	err = runInTx(ctx, s.pool, s.cfg.TxOptions, s.cfg.Outbox, run)
+	// BEGIN and the marker INSERT travel in one simple query, so the
+	// marker costs no round trip of its own; the INSERT is a statement
+	// prepared once per connection (EXECUTE skips parsing and planning).
+	// Without ON CONFLICT a duplicate is a unique violation that aborts the
+	// transaction before fn runs (and shows in the server log as one ERROR
+	// line).
+	begin := func(ctx context.Context, conn *pgxpool.Conn) (pgx.Tx, error) {
+		tx, err := s.beginWithMarker(ctx, conn.Conn(), handler, id)
+		if err == nil {
+			return tx, nil
+		}
+		if conn.Conn().PgConn().TxStatus() == 'E' {
+			// BEGIN ran, the INSERT failed: end the aborted transaction
+			// so the connection goes back to the pool.
+			rctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 5*time.Second)
+			_, _ = conn.Exec(rctx, "ROLLBACK")
+			cancel()
+		}
+		if isUniqueViolation(err) {
+			dup = true
+			return nil, errDuplicate
+		}
+		return nil, fmt.Errorf("postgres: begin and insert marker for %s %q: %w", id, handler, err)
+	}
+	err = runInTx(ctx, s.pool, pgx.TxOptions{}, begin, s.cfg.Outbox, func(ctx context.Context, _ pgx.Tx) error {
+		return fn(ctx)
+	})
 	if dup {
 		return true, nil
 	}
 	return false, err
+}
+
+// processIn runs fn in a savepoint of the caller's transaction outer, after
+// inserting the marker there: a duplicate or a failure rolls back to the
+// savepoint without spoiling the caller's transaction.
+func (s *ProcessedEventStore) processIn(ctx context.Context, outer pgx.Tx, handler string, id eventbus.EventID, fn func(ctx context.Context) error) (bool, error) {
+	sp, err := outer.Begin(ctx)
+	if err != nil {
+		return false, fmt.Errorf("postgres: savepoint: %w", err)
+	}
+	tag, err := sp.Exec(ctx, `INSERT INTO `+s.tbl+` (handler_name, event_id, processed_at)
+VALUES ($1, $2, coalesce($3::timestamptz, now())) ON CONFLICT DO NOTHING`, handler, [16]byte(id), s.now())
+	if err != nil {
+		_ = sp.Rollback(context.WithoutCancel(ctx))
+		return false, fmt.Errorf("postgres: insert marker for %s %q: %w", id, handler, err)
+	}
+	if tag.RowsAffected() == 0 {
+		_ = sp.Rollback(context.WithoutCancel(ctx))
+		return true, nil
+	}
+	sctx, c := outbox.WithNewCollector(WithTx(ctx, sp))
+	err = fn(sctx)
+	if err == nil {
+		// The caller commits: notify from inside its transaction.
+		_, err = writeCollected(sctx, s.cfg.Outbox, sp, c, true)
+	}
+	if err != nil {
+		_ = sp.Rollback(context.WithoutCancel(ctx))
+		return false, err
+	}
+	if err := sp.Commit(ctx); err != nil {
+		return false, fmt.Errorf("postgres: release savepoint: %w", err)
+	}
+	return false, nil
+}
+
+// beginWithMarker begins a transaction on conn and inserts the marker in
+// the same round trip: "BEGIN; EXECUTE <marker statement>(...)" as one
+// simple query. pgx prepares the statement on the first call on conn and
+// remembers it; if the server forgot it (DISCARD ALL, DEALLOCATE), it is
+// prepared again and the call retried once.
+func (s *ProcessedEventStore) beginWithMarker(ctx context.Context, conn *pgx.Conn, handler string, id eventbus.EventID) (pgx.Tx, error) {
+	for attempt := 0; ; attempt++ {
+		if _, err := conn.Prepare(ctx, s.markerStmt, s.markerSQL); err != nil {
+			return nil, fmt.Errorf("prepare marker insert: %w", err)
+		}
+		tx, err := conn.BeginTx(ctx, pgx.TxOptions{BeginQuery: s.beginMarkerSQL(handler, id)})
+		var pgErr *pgconn.PgError
+		if attempt == 0 && errors.As(err, &pgErr) && pgErr.Code == "26000" { // invalid_sql_statement_name
+			if conn.PgConn().TxStatus() == 'E' {
+				if _, rerr := conn.Exec(ctx, "ROLLBACK"); rerr != nil {
+					return nil, err
+				}
+			}
+			if derr := conn.Deallocate(ctx, s.markerStmt); derr != nil {
+				return nil, err
+			}
+			continue
+		}
+		return tx, err
+	}
+}
+
+// beginMarkerSQL is the BEGIN (with the configured transaction options)
+// and the EXECUTE of the marker insert as one simple query. Simple queries
+// take no parameters, so the values are literals: the handler name is
+// quoted as an escape string literal (safe whatever
+// standard_conforming_strings says), the event id is a UUID's canonical
+// text, the time NULL (the database's now()) or RFC 3339 text.
+func (s *ProcessedEventStore) beginMarkerSQL(handler string, id eventbus.EventID) string {
+	var b strings.Builder
+	b.Grow(len(s.beginSQL) + len(s.markerStmt) + len(handler) + 100)
+	b.WriteString(s.beginSQL)
+	b.WriteString("; EXECUTE ")
+	b.WriteString(s.markerStmt)
+	b.WriteString("(E'")
+	for i := 0; i < len(handler); i++ {
+		switch c := handler[i]; c {
+		case '\\', '\'':
+			b.WriteByte(c)
+			b.WriteByte(c)
+		default:
+			b.WriteByte(c)
+		}
+	}
+	b.WriteString("', '")
+	b.WriteString(id.String())
+	b.WriteString("', ")
+	if s.cfg.Now == nil {
+		b.WriteString("NULL")
+	} else {
+		b.WriteByte('\'')
+		b.WriteString(s.cfg.Now().UTC().Format(time.RFC3339Nano))
+		b.WriteByte('\'')
+	}
+	b.WriteByte(')')
+	return b.String()
+}
+
+// renderBegin is the BEGIN statement for opts (pgx renders it the same
+// way; its renderer is not exported).
+func renderBegin(opts pgx.TxOptions) string {
+	if opts.BeginQuery != "" {
+		return opts.BeginQuery
+	}
+	sql := "BEGIN"
+	if opts.IsoLevel != "" {
+		sql += " ISOLATION LEVEL " + string(opts.IsoLevel)
+	}
+	if opts.AccessMode != "" {
+		sql += " " + string(opts.AccessMode)
+	}
+	if opts.DeferrableMode != "" {
+		sql += " " + string(opts.DeferrableMode)
+	}
+	return sql
+}
+
+func isUniqueViolation(err error) bool {
+	var pgErr *pgconn.PgError
+	return errors.As(err, &pgErr) && pgErr.Code == "23505"
 }
 
 var errDuplicate = fmt.Errorf("postgres: duplicate (internal)")

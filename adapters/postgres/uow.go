@@ -67,12 +67,17 @@ func NewUnitOfWork(pool *pgxpool.Pool, ob *Outbox, cfg *UnitOfWorkConfig) (*Unit
 
 // Do implements outbox.UnitOfWork.
 func (u *UnitOfWork) Do(ctx context.Context, fn func(ctx context.Context) error) error {
-	return runInTx(ctx, u.pool, u.opts, u.outbox, func(ctx context.Context, _ pgx.Tx) error { return fn(ctx) })
+	return runInTx(ctx, u.pool, u.opts, nil, u.outbox, func(ctx context.Context, _ pgx.Tx) error { return fn(ctx) })
 }
 
-// runInTx runs fn in the transaction ctx carries, or in a new one, and writes
-// the events raised under it to ob before the transaction commits.
-func runInTx(ctx context.Context, pool *pgxpool.Pool, opts pgx.TxOptions, ob *Outbox, fn func(ctx context.Context, tx pgx.Tx) error) (err error) {
+// beginFunc begins the transaction of runInTx on conn.
+type beginFunc func(ctx context.Context, conn *pgxpool.Conn) (pgx.Tx, error)
+
+// runInTx runs fn in the transaction ctx carries, or in a new one begun by
+// begin (nil: BEGIN with opts), and writes the events raised under it to ob
+// before the transaction commits. A transaction it began costs no round
+// trip for the outbox: the INSERT goes in one pipeline with COMMIT.
+func runInTx(ctx context.Context, pool *pgxpool.Pool, opts pgx.TxOptions, begin beginFunc, ob *Outbox, fn func(ctx context.Context, tx pgx.Tx) error) (err error) {
 	if tx, ok := TxFromContext(ctx); ok {
 		ctx, c, outer := outbox.NewCollector(ctx)
 		if err := fn(ctx, tx); err != nil {
@@ -86,13 +91,26 @@ func runInTx(ctx context.Context, pool *pgxpool.Pool, opts pgx.TxOptions, ob *Ou
 		}
 		return nil
 	}
-	tx, err := pool.BeginTx(ctx, opts)
+	// The connection is ours (not pgxpool's Tx) so that a pipelined COMMIT
+	// can end the transaction: Release returns it to the pool only when it
+	// is idle again, and destroys it otherwise.
+	conn, err := pool.Acquire(ctx)
 	if err != nil {
 		return fmt.Errorf("postgres: begin: %w", err)
 	}
-	committed := false
+	defer conn.Release()
+	var tx pgx.Tx
+	if begin != nil {
+		tx, err = begin(ctx, conn)
+	} else {
+		tx, err = conn.BeginTx(ctx, opts)
+	}
+	if err != nil {
+		return err
+	}
+	ended := false
 	defer func() {
-		if !committed {
+		if !ended {
 			_ = tx.Rollback(context.WithoutCancel(ctx))
 		}
 	}()
@@ -100,16 +118,21 @@ func runInTx(ctx context.Context, pool *pgxpool.Pool, opts pgx.TxOptions, ob *Ou
 	if err := fn(ctx, tx); err != nil {
 		return err
 	}
-	wrote, err := writeCollected(ctx, ob, tx, c, false)
-	if err != nil {
+	envs := c.Envelopes()
+	if len(envs) == 0 {
+		ended = true // Commit ends it, whatever it returns
+		if err := tx.Commit(ctx); err != nil {
+			return fmt.Errorf("postgres: commit: %w", err)
+		}
+		return nil
+	}
+	if ob == nil {
+		return errNoOutbox
+	}
+	if ended, err = ob.writeAndCommit(ctx, tx, envs); err != nil {
 		return err
 	}
-	if err := tx.Commit(ctx); err != nil {
-		committed = true // nothing left to roll back
-		return fmt.Errorf("postgres: commit: %w", err)
-	}
-	committed = true
-	if wrote && !ob.cfg.NotifyInTx {
+	if !ob.cfg.NotifyInTx {
 		ob.Notify()
 	}
 	return nil
