@@ -25,6 +25,8 @@ type Bus struct {
 	log  *slog.Logger
 	tags string // key prefix of derived keys: "{Stream}" or Stream when it holds a tag
 
+	streamBox any // cfg.Stream as a command argument, boxed once
+
 	// publishing: flat combining (see Publish)
 	pubMu      sync.Mutex
 	pubQueue   []*pubReq
@@ -88,6 +90,7 @@ func New(rdb redis.UniversalClient, cfg *Config) (*Bus, error) {
 		closing:   make(chan struct{}),
 		closeDone: make(chan struct{}),
 	}
+	b.streamBox = c.Stream
 	if hasHashTag(c.Stream) {
 		b.tags = c.Stream
 	} else {
@@ -137,12 +140,36 @@ type pubReq struct {
 	envs    []eventbus.Envelope
 	entries []pubEntry
 	one     [1]pubEntry // entries' storage for the common single-event call
-	done    chan error
+	queued  bool        // the caller waits on done
+	done    chan error  // buffered; made once per pooled request
 }
 
-type pubEntry struct {
-	stream string
-	fields []any
+// pubReqs recycles requests, with their encoding buffers and done channel,
+// so a steady publisher allocates little beyond what go-redis does. A
+// request goes back only once no writer can touch it any more.
+var pubReqs = sync.Pool{New: func() any { return &pubReq{done: make(chan error, 1)} }}
+
+func getPubReq(ctx context.Context, envs []eventbus.Envelope) *pubReq {
+	r := pubReqs.Get().(*pubReq)
+	r.ctx, r.envs = ctx, envs
+	if len(envs) == 1 {
+		r.entries = r.one[:]
+	} else {
+		r.entries = make([]pubEntry, len(envs))
+	}
+	return r
+}
+
+func putPubReq(r *pubReq) {
+	for i := range r.one {
+		e := &r.one[i]
+		if cap(e.buf) > maxKeptBuf {
+			e.buf = nil
+		}
+		e.data, e.id, e.typ, e.args, e.cmd = nil, nil, nil, [9]any{}, nil
+	}
+	r.ctx, r.envs, r.entries, r.queued = nil, nil, nil, false
+	pubReqs.Put(r)
 }
 
 // Publish appends envs (in order) and returns once Redis accepted all of
@@ -169,19 +196,15 @@ func (b *Bus) Publish(ctx context.Context, envs ...eventbus.Envelope) error {
 	if b.isClosed() {
 		return eventbus.ErrClosed
 	}
-	req := &pubReq{ctx: ctx, envs: envs}
-	if len(envs) == 1 {
-		req.entries = req.one[:]
-	} else {
-		req.entries = make([]pubEntry, len(envs))
-	}
+	req := getPubReq(ctx, envs)
 	for i := range envs {
-		f, err := encodeEntry(&envs[i], b.cfg.MaxPayloadBytes)
-		if err != nil {
+		e := &req.entries[i]
+		if err := e.encode(&envs[i], b.cfg.MaxPayloadBytes); err != nil {
+			putPubReq(req)
 			b.cfg.Hooks.Publish(ctx, envs[i], err)
 			return err
 		}
-		req.entries[i] = pubEntry{stream: b.StreamFor(envs[i].EventType), fields: f}
+		e.stream = b.StreamFor(envs[i].EventType)
 	}
 	if b.cfg.StreamPerType {
 		for _, e := range req.entries {
@@ -189,6 +212,7 @@ func (b *Bus) Publish(ctx context.Context, envs ...eventbus.Envelope) error {
 		}
 	}
 	if err := ctx.Err(); err != nil {
+		putPubReq(req)
 		return err
 	}
 	b.pubCallers.Add(1)
@@ -197,6 +221,7 @@ func (b *Bus) Publish(ctx context.Context, envs ...eventbus.Envelope) error {
 	b.pubMu.Lock()
 	if b.pubClosed {
 		b.pubMu.Unlock()
+		putPubReq(req)
 		return eventbus.ErrClosed
 	}
 	if b.pubActive == 0 && len(b.pubQueue) == 0 && b.pubCallers.Load() == 1 && !b.tightDeadline(ctx) {
@@ -205,6 +230,7 @@ func (b *Bus) Publish(ctx context.Context, envs ...eventbus.Envelope) error {
 		b.pubMu.Unlock()
 		one := [1]*pubReq{req}
 		err := b.writeBatch(ctx, one[:])
+		putPubReq(req)
 		b.pubMu.Lock()
 		b.pubActive--
 		kick := len(b.pubQueue) > 0
@@ -214,14 +240,16 @@ func (b *Bus) Publish(ctx context.Context, envs ...eventbus.Envelope) error {
 		}
 		return err
 	}
-	req.done = make(chan error, 1)
+	req.queued = true
 	b.pubQueue = append(b.pubQueue, req)
 	b.pubMu.Unlock()
 	b.wakeWriter()
 	select {
 	case err := <-req.done:
+		putPubReq(req) // the writer is done with it
 		return err
 	case <-ctx.Done():
+		// A writer may still hold req: it is not recycled.
 		return fmt.Errorf("redisstream: publish: %w", ctx.Err())
 	}
 }
@@ -293,19 +321,21 @@ func (b *Bus) failQueued() {
 	b.pubClosed = true
 	b.pubMu.Unlock()
 	for _, r := range q {
-		r.done <- eventbus.ErrClosed
+		r.done <- eventbus.ErrClosed // only queued requests are in the queue
 	}
 }
 
 // writeBatch pipelines every request's XADDs and reports to each request.
+// Once it has sent a queued request its result it no longer touches it
+// (the caller recycles it).
 func (b *Bus) writeBatch(ctx context.Context, batch []*pubReq) error {
 	live := batch
 	for i, r := range batch {
-		if r.ctx.Err() != nil && r.done != nil {
+		if r.ctx.Err() != nil && r.queued {
 			// Drop requests whose caller gave up (copying only then).
 			live = slices.Clone(batch[:i])
 			for _, r := range batch[i:] {
-				if r.ctx.Err() != nil && r.done != nil {
+				if r.ctx.Err() != nil && r.queued {
 					r.done <- fmt.Errorf("redisstream: publish: %w", r.ctx.Err())
 					continue
 				}
@@ -323,27 +353,24 @@ func (b *Bus) writeBatch(ctx context.Context, batch []*pubReq) error {
 		defer cancel()
 	}
 	b.counters.pipelines.Add(1)
-	var one [1]*redis.StringCmd
-	cmds := one[:0]
-	if len(live) == 1 && len(live[0].envs) == 1 {
-		r := live[0]
-		cmds = append(cmds, b.rdb.XAdd(ctx, &redis.XAddArgs{Stream: r.entries[0].stream, ID: "*", Values: r.entries[0].fields}))
+	if len(live) == 1 && len(live[0].entries) == 1 {
+		e := &live[0].entries[0]
+		_ = b.rdb.Process(ctx, e.command(ctx, b.streamArg(e.stream))) // the command carries its error
 	} else {
 		pipe := b.rdb.Pipeline()
 		for _, r := range live {
-			for i := range r.envs {
-				cmds = append(cmds, pipe.XAdd(ctx, &redis.XAddArgs{Stream: r.entries[i].stream, ID: "*", Values: r.entries[i].fields}))
+			for i := range r.entries {
+				e := &r.entries[i]
+				_ = pipe.Process(ctx, e.command(ctx, b.streamArg(e.stream)))
 			}
 		}
 		_, _ = pipe.Exec(ctx) // each command carries its own error
 	}
 	var last error
-	k := 0
 	for _, r := range live {
 		var errs []error
-		for i := range r.envs {
-			err := cmds[k].Err()
-			k++
+		for i := range r.entries {
+			err := r.entries[i].cmd.Err()
 			if err != nil {
 				err = fmt.Errorf("redisstream: publish %s %s: %w", r.envs[i].EventType, r.envs[i].EventID, err)
 				errs = append(errs, err)
@@ -353,12 +380,21 @@ func (b *Bus) writeBatch(ctx context.Context, batch []*pubReq) error {
 			b.cfg.Hooks.Publish(r.ctx, r.envs[i], err)
 		}
 		err := errors.Join(errs...)
-		if r.done != nil {
+		last = err
+		if r.queued {
 			r.done <- err
 		}
-		last = err
 	}
 	return last
+}
+
+// streamArg returns stream boxed for a command's argument list: the shared
+// stream is boxed once, in New.
+func (b *Bus) streamArg(stream string) any {
+	if stream == b.cfg.Stream {
+		return b.streamBox
+	}
+	return stream
 }
 
 // ---- lifecycle ----

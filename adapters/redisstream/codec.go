@@ -1,8 +1,11 @@
 package redisstream
 
 import (
+	"context"
 	"errors"
 	"fmt"
+
+	"github.com/redis/go-redis/v9"
 
 	"github.com/choicesherpa/eventkit/eventbus"
 )
@@ -60,16 +63,73 @@ func (e *MalformedEntryError) Is(target error) bool {
 	return target == ErrMalformedEntry || target == eventbus.ErrInvalidEnvelope
 }
 
-// encodeEntry returns the XADD field list of env.
+// encodeEntry returns the XADD field list of env (type, id, data), for
+// callers outside the publish path (Replay, tests).
 func encodeEntry(env *eventbus.Envelope, maxBytes int) ([]any, error) {
-	if err := validateForPublish(env); err != nil {
+	var e pubEntry
+	if err := e.encode(env, maxBytes); err != nil {
 		return nil, err
 	}
-	data := appendEnvelope(make([]byte, 0, 320+len(env.Payload)), env)
-	if maxBytes > 0 && len(data) > maxBytes {
-		return nil, &PayloadTooLargeError{EventID: env.EventID, EventType: env.EventType, Size: len(data), Max: maxBytes}
+	return []any{FieldType, env.EventType, FieldID, string(e.id), FieldData, []byte(e.data)}, nil
+}
+
+// byteArg is a command argument go-redis writes verbatim. It is passed as a
+// pointer (go-redis takes it as an encoding.BinaryMarshaler): boxing a
+// pointer into the []any of a command allocates nothing, boxing a string or
+// a []byte allocates its header.
+type byteArg []byte
+
+// MarshalBinary returns the bytes themselves.
+func (a *byteArg) MarshalBinary() ([]byte, error) { return *a, nil }
+
+// String is what go-redis prints when it formats the command.
+func (a *byteArg) String() string { return string(*a) }
+
+// pubEntry is one XADD of the publish path, built once per envelope with
+// its arguments in place, so go-redis gets them without per-field boxing.
+type pubEntry struct {
+	stream string
+	buf    []byte  // envelope JSON, then the id text, then the type
+	data   byteArg // buf's parts
+	id     byteArg
+	typ    byteArg
+	args   [9]any
+	cmd    *redis.StringCmd
+}
+
+// maxKeptBuf is the largest encoding buffer a recycled request keeps.
+const maxKeptBuf = 64 << 10
+
+// encode validates env and fills e's buffer (reusing its capacity).
+func (e *pubEntry) encode(env *eventbus.Envelope, maxBytes int) error {
+	if err := validateForPublish(env); err != nil {
+		return err
 	}
-	return []any{FieldType, env.EventType, FieldID, env.EventID.String(), FieldData, data}, nil
+	md := &env.Metadata
+	// Room for the unescaped document and the two trailing fields: one
+	// allocation unless strings need escaping.
+	size := 192 + 2*len(env.EventType) + len(env.AggregateID) + len(env.AggregateType) + len(env.Payload) +
+		len(md.CorrelationID) + len(md.CausationID) + len(md.UserID) + len(md.TraceParent) + 36
+	if cap(e.buf) < size {
+		e.buf = make([]byte, 0, size)
+	}
+	buf := appendEnvelope(e.buf[:0], env)
+	n := len(buf)
+	if maxBytes > 0 && n > maxBytes {
+		return &PayloadTooLargeError{EventID: env.EventID, EventType: env.EventType, Size: n, Max: maxBytes}
+	}
+	buf = appendUUID(buf, env.EventID)
+	buf = append(buf, env.EventType...)
+	e.buf = buf
+	e.data, e.id, e.typ = buf[:n:n], buf[n:n+36:n+36], buf[n+36:]
+	return nil
+}
+
+// command returns e's XADD with streamArg (the boxed stream name) as key.
+func (e *pubEntry) command(ctx context.Context, streamArg any) *redis.StringCmd {
+	e.args = [9]any{"xadd", streamArg, "*", FieldType, &e.typ, FieldID, &e.id, FieldData, &e.data}
+	e.cmd = redis.NewStringCmd(ctx, e.args[:]...)
+	return e.cmd
 }
 
 // entryType returns the type field of an entry, "" if missing.

@@ -1,0 +1,58 @@
+package redisstream
+
+import (
+	"context"
+	"encoding/binary"
+	"sync"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/choicesherpa/eventkit/internal/testinfra"
+)
+
+// benchPublish publishes b.N envelopes from workers goroutines, one per
+// call, and reports the average number of entries per pipeline (the
+// coalescing the publish path achieved).
+func benchPublish(b *testing.B, workers int) {
+	rdb, prefix := testinfra.Redis(b)
+	c := fastConfig(prefix + "events")
+	bus, err := New(rdb, c)
+	if err != nil {
+		b.Fatal(err)
+	}
+	defer bus.Close()
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	defer cancel()
+	var next atomic.Int64
+	var wg sync.WaitGroup
+	b.ReportAllocs()
+	b.ResetTimer()
+	for range workers {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			env := mkEnv(b, 0, "k")
+			for {
+				i := next.Add(1) - 1
+				if i >= int64(b.N) {
+					return
+				}
+				binary.BigEndian.PutUint64(env.EventID[:8], uint64(i))
+				if err := bus.Publish(ctx, env); err != nil {
+					b.Error(err)
+					return
+				}
+			}
+		}()
+	}
+	wg.Wait()
+	b.StopTimer()
+	st := &bus.counters
+	if p := st.pipelines.Load(); p > 0 {
+		b.ReportMetric(float64(st.published.Load())/float64(p), "entries/pipeline")
+	}
+}
+
+func BenchmarkPublish1(b *testing.B)  { benchPublish(b, 1) }
+func BenchmarkPublish16(b *testing.B) { benchPublish(b, 16) }
