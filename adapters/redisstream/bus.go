@@ -137,11 +137,10 @@ func (b *Bus) noteStream(s string) {
 
 type pubReq struct {
 	ctx     context.Context
-	envs    []eventbus.Envelope
+	envs    []eventbus.Envelope // a copy: the caller's slice never escapes
 	entries []pubEntry
-	one     [1]pubEntry // entries' storage for the common single-event call
-	queued  bool        // the caller waits on done
-	done    chan error  // buffered; made once per pooled request
+	queued  bool       // the caller waits on done
+	done    chan error // buffered; made once per pooled request
 }
 
 // pubReqs recycles requests, with their encoding buffers and done channel,
@@ -149,26 +148,33 @@ type pubReq struct {
 // request goes back only once no writer can touch it any more.
 var pubReqs = sync.Pool{New: func() any { return &pubReq{done: make(chan error, 1)} }}
 
+// maxKeptEntries is the most entries a recycled request keeps room for.
+const maxKeptEntries = 64
+
 func getPubReq(ctx context.Context, envs []eventbus.Envelope) *pubReq {
 	r := pubReqs.Get().(*pubReq)
-	r.ctx, r.envs = ctx, envs
-	if len(envs) == 1 {
-		r.entries = r.one[:]
-	} else {
+	r.ctx = ctx
+	r.envs = append(r.envs[:0], envs...)
+	if cap(r.entries) < len(envs) {
 		r.entries = make([]pubEntry, len(envs))
 	}
+	r.entries = r.entries[:len(envs)]
 	return r
 }
 
 func putPubReq(r *pubReq) {
-	for i := range r.one {
-		e := &r.one[i]
+	for i := range r.entries {
+		e := &r.entries[i]
 		if cap(e.buf) > maxKeptBuf {
 			e.buf = nil
 		}
-		e.data, e.id, e.typ, e.args, e.cmd = nil, nil, nil, [9]any{}, nil
+		e.cmd = nil // it holds the caller's ctx
 	}
-	r.ctx, r.envs, r.entries, r.queued = nil, nil, nil, false
+	clear(r.envs) // payloads are the caller's memory
+	if cap(r.envs) > maxKeptEntries {
+		r.envs, r.entries = nil, nil
+	}
+	r.ctx, r.envs, r.entries, r.queued = nil, r.envs[:0], r.entries[:0], false
 	pubReqs.Put(r)
 }
 
@@ -197,14 +203,14 @@ func (b *Bus) Publish(ctx context.Context, envs ...eventbus.Envelope) error {
 		return eventbus.ErrClosed
 	}
 	req := getPubReq(ctx, envs)
-	for i := range envs {
-		e := &req.entries[i]
-		if err := e.encode(&envs[i], b.cfg.MaxPayloadBytes); err != nil {
+	for i := range req.envs {
+		e, env := &req.entries[i], &req.envs[i]
+		if err := e.encode(env, b.cfg.MaxPayloadBytes); err != nil {
+			b.cfg.Hooks.Publish(ctx, *env, err)
 			putPubReq(req)
-			b.cfg.Hooks.Publish(ctx, envs[i], err)
 			return err
 		}
-		e.stream = b.StreamFor(envs[i].EventType)
+		e.stream = b.StreamFor(env.EventType)
 	}
 	if b.cfg.StreamPerType {
 		for _, e := range req.entries {
