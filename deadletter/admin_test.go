@@ -308,7 +308,7 @@ func TestAdminBadRequests(t *testing.T) {
 func TestAdminNoEnvelopeConflict(t *testing.T) {
 	t.Parallel()
 	a := setupAdmin(t)
-	raw := deadletter.Record{ID: "dashboard/1-0", Handler: handlerName, Raw: map[string]string{"data": "{"}, Reason: deadletter.ReasonMalformed}
+	raw := deadletter.Record{ID: "dashboard/1-0", Handler: handlerName, Raw: map[string]string{"data": "{"}, Reason: deadletter.ReasonPermanent}
 	require.NoError(t, a.store.Put(t.Context(), raw))
 	res := a.do(t, http.MethodPost, "/replay/"+url.PathEscape(raw.ID), "admin-token", "")
 	require.Equal(t, http.StatusConflict, res.code, res.raw)

@@ -10,12 +10,19 @@ import (
 
 // Reasons an event was dead-lettered.
 const (
-	// ReasonPermanent: the handler (or decoding) returned a permanent error;
-	// no retry was attempted.
+	// ReasonPermanent: the handler returned a permanent error, or the stored
+	// entry could not be decoded into a valid envelope (invalid JSON, unknown
+	// type, missing id, bad schema_version: the record then has Raw instead
+	// of Envelope and LastError says what was malformed); no retry was
+	// attempted.
 	ReasonPermanent = "permanent"
 	// ReasonMaxDeliveries: the event failed on every one of its allowed deliveries.
 	ReasonMaxDeliveries = "max_deliveries"
-	// ReasonMalformed: the stored entry could not be decoded into an envelope.
+	// ReasonMalformed was the reason recorded for undecodable entries.
+	//
+	// Deprecated: undecodable entries are dead-lettered with ReasonPermanent
+	// (RELIABILITY.md B1); a record without Envelope is one. The constant
+	// stays so records written by earlier versions can still be filtered.
 	ReasonMalformed = "malformed"
 )
 

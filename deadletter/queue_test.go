@@ -245,7 +245,7 @@ func TestReplayErrors(t *testing.T) {
 	_, err := b.queue.Replay(ctx, "missing/1")
 	require.ErrorIs(t, err, deadletter.ErrNotFound)
 
-	raw := deadletter.Record{ID: "dashboard/1-0", Handler: handlerName, Raw: map[string]string{"data": "{"}, Reason: deadletter.ReasonMalformed}
+	raw := deadletter.Record{ID: "dashboard/1-0", Handler: handlerName, Raw: map[string]string{"data": "{"}, Reason: deadletter.ReasonPermanent}
 	require.NoError(t, b.store.Put(ctx, raw))
 	_, err = b.queue.Replay(ctx, raw.ID)
 	require.ErrorIs(t, err, deadletter.ErrNoEnvelope)
@@ -279,7 +279,7 @@ func TestReplayFilter(t *testing.T) {
 	b.deadLetter(t, handlerName, "cycle.completed.v1", 100)
 	b.deadLetter(t, "tracker", "session.created.v1", 200)
 	raw := deadletter.Record{ID: "dashboard/9-0", Handler: handlerName, EventType: "session.created.v1",
-		Raw: map[string]string{"data": "{"}, Reason: deadletter.ReasonMalformed, LastFailedAt: deadlettertest.NewRecord("x", "a.b.v1", 50).LastFailedAt}
+		Raw: map[string]string{"data": "{"}, Reason: deadletter.ReasonPermanent, LastFailedAt: deadlettertest.NewRecord("x", "a.b.v1", 50).LastFailedAt}
 	require.NoError(t, b.store.Put(ctx, raw))
 
 	f := deadletter.Filter{Handler: handlerName, EventType: "session.created.v1"}

@@ -40,7 +40,8 @@ func (e *PayloadTooLargeError) Unwrap() error { return eventbus.ErrInvalidEnvelo
 var ErrMalformedEntry = errors.New("redisstream: malformed stream entry")
 
 // MalformedEntryError reports a stream entry that does not decode into a
-// valid envelope. Such entries are dead-lettered on their first delivery.
+// valid envelope. Such entries are dead-lettered on their first delivery
+// with reason deadletter.ReasonPermanent (the error is permanent).
 type MalformedEntryError struct {
 	EntryID string
 	Reason  string

@@ -32,7 +32,9 @@
 // pending and is re-claimed after a backoff by its delivery count; after
 // MaxDeliveries it is written to the dead-letter store and only then
 // acknowledged (a failing store keeps it pending). Undecodable entries and
-// eventbus.IsPermanent errors are dead-lettered on the first delivery.
+// eventbus.IsPermanent errors are dead-lettered on the first delivery, with
+// reason deadletter.ReasonPermanent (an undecodable entry's record keeps its
+// raw fields, and its LastError says what was malformed).
 // Handler panics are recovered and count as failures. NOGROUP (a Redis
 // restart without persistence) re-creates the group with backoff, logging
 // once. Consumers are deleted only when they hold no pending entry (checked

@@ -754,7 +754,9 @@ func (s *subscription) process(d *delivery) (keepSlot bool) {
 			b.log.Warn("redisstream: skipping malformed entry", "subscription", s.name, "entry", d.id, "err", d.decErr)
 			return false
 		}
-		return s.deadLetter(d, deadletter.ReasonMalformed, d.decErr)
+		// Undecodable is permanent (RELIABILITY.md B1): the record's
+		// LastError (a *MalformedEntryError) says what was wrong.
+		return s.deadLetter(d, deadletter.ReasonPermanent, d.decErr)
 	}
 	env := d.env
 	if !s.broadcast && d.count > int64(b.cfg.MaxDeliveries) {

@@ -195,7 +195,7 @@ func testRaw(t *testing.T, s deadletter.Store) {
 		Handler:      "tracker",
 		Source:       "stream:test",
 		SourceID:     "1700000000000-0",
-		Reason:       deadletter.ReasonMalformed,
+		Reason:       deadletter.ReasonPermanent,
 		Attempts:     1,
 		LastError:    "decode: invalid character",
 		LastFailedAt: at(5),
