@@ -142,31 +142,45 @@ func entryType(values map[string]any) string {
 // decodeEntry turns a stream entry back into an envelope.
 func decodeEntry(entryID string, values map[string]any) (eventbus.Envelope, error) {
 	var env eventbus.Envelope
+	err := decodeInto(entryID, values, &env)
+	return env, err
+}
+
+// decodeInto decodes a stream entry into *env (the delivery's own storage,
+// so decoding allocates only the payload). On error env may be partly set.
+func decodeInto(entryID string, values map[string]any, env *eventbus.Envelope) error {
 	if len(values) != 3 {
 		for k := range values {
 			if k != FieldType && k != FieldID && k != FieldData {
-				return env, &MalformedEntryError{EntryID: entryID, Reason: "unknown field " + quoteField(k)}
+				return &MalformedEntryError{EntryID: entryID, Reason: "unknown field " + quoteField(k)}
 			}
 		}
 	}
 	data, ok := values[FieldData].(string)
 	if !ok {
-		return env, &MalformedEntryError{EntryID: entryID, Reason: "missing data field"}
+		return &MalformedEntryError{EntryID: entryID, Reason: "missing data field"}
 	}
-	if err := unmarshalEnvelope(data, &env); err != nil {
-		return eventbus.Envelope{}, &MalformedEntryError{EntryID: entryID, Reason: "data is not an envelope", Err: err}
+	if err := unmarshalEnvelope(data, env); err != nil {
+		*env = eventbus.Envelope{}
+		return &MalformedEntryError{EntryID: entryID, Reason: "data is not an envelope", Err: err}
 	}
 	// json.Unmarshal has checked the payload is valid JSON.
-	if err := validateHeader(&env); err != nil {
-		return env, &MalformedEntryError{EntryID: entryID, Reason: "invalid envelope", Err: err}
+	if err := validateHeader(env); err != nil {
+		return &MalformedEntryError{EntryID: entryID, Reason: "invalid envelope", Err: err}
 	}
 	if t, _ := values[FieldType].(string); t != env.EventType {
-		return env, &MalformedEntryError{EntryID: entryID, Reason: "type field does not match the envelope"}
+		return &MalformedEntryError{EntryID: entryID, Reason: "type field does not match the envelope"}
 	}
-	if id, _ := values[FieldID].(string); id != env.EventID.String() {
-		return env, &MalformedEntryError{EntryID: entryID, Reason: "id field does not match the envelope"}
+	if id, _ := values[FieldID].(string); !idMatches(id, env.EventID) {
+		return &MalformedEntryError{EntryID: entryID, Reason: "id field does not match the envelope"}
 	}
-	return env, nil
+	return nil
+}
+
+// idMatches reports whether s is id's canonical text, without formatting it.
+func idMatches(s string, id eventbus.EventID) bool {
+	var buf [36]byte
+	return string(appendUUID(buf[:0], id)) == s
 }
 
 func quoteField(k string) string {

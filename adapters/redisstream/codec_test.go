@@ -139,3 +139,26 @@ func TestPubEntryReuseAllocs(t *testing.T) {
 	require.Equal(t, env.EventType, string(e.typ))
 	require.Equal(t, []any{"xadd", "s", "*", FieldType, &e.typ, FieldID, &e.id, FieldData, &e.data}, e.cmd.Args())
 }
+
+// Decoding into a delivery's own envelope allocates only the payload copy
+// (the handler may keep it): the consume path's budget (B14).
+func TestDecodeIntoAllocs(t *testing.T) {
+	env := envWith("agg", "corr", time.Unix(1700000000, 5).UTC())
+	fields, err := encodeEntry(&env, 0)
+	require.NoError(t, err)
+	values := map[string]any{FieldType: fields[1], FieldID: fields[3], FieldData: string(fields[5].([]byte))}
+	var got eventbus.Envelope
+	allocs := math.Inf(1)
+	for range 5 {
+		allocs = min(allocs, testing.AllocsPerRun(100, func() {
+			if err := decodeInto("1-1", values, &got); err != nil {
+				t.Fatal(err)
+			}
+		}))
+	}
+	require.LessOrEqual(t, allocs, 1.0)
+	require.Equal(t, env.EventID, got.EventID)
+	require.Equal(t, string(env.Payload), string(got.Payload))
+	values[FieldID] = eventbus.NewEventID().String()
+	require.ErrorIs(t, decodeInto("1-1", values, &got), ErrMalformedEntry, "a mismatched id field is still caught")
+}

@@ -73,6 +73,13 @@ type delivery struct {
 	env    *eventbus.Envelope
 	decErr error
 	due    time.Time
+	envBuf eventbus.Envelope // env's storage
+}
+
+// decode sets env (and decErr) from values.
+func (d *delivery) decode() {
+	d.decErr = decodeInto(d.id, d.values, &d.envBuf)
+	d.env = &d.envBuf
 }
 
 type ackReq struct {
@@ -641,8 +648,7 @@ func (s *subscription) route(d *delivery) {
 	idx := 0
 	if len(s.work) > 1 {
 		if d.env == nil && d.decErr == nil && d.values != nil {
-			env, err := decodeEntry(d.id, d.values)
-			d.env, d.decErr = &env, err
+			d.decode()
 		}
 		if d.env != nil && d.decErr == nil {
 			h := fnv.New32a()
@@ -746,8 +752,7 @@ func (s *subscription) process(d *delivery) (keepSlot bool) {
 		}
 	}
 	if d.env == nil && d.decErr == nil {
-		env, err := decodeEntry(d.id, d.values)
-		d.env, d.decErr = &env, err
+		d.decode()
 	}
 	if d.decErr != nil {
 		if s.broadcast {
@@ -826,7 +831,8 @@ func (s *subscription) deadLetter(d *delivery, reason string, cause error) (keep
 		Status:        deadletter.StatusDead,
 	}
 	if d.decErr == nil && d.env != nil {
-		rec.Envelope = d.env
+		env := *d.env // the store may keep it: not the delivery's storage
+		rec.Envelope = &env
 		rec.EventID = d.env.EventID.String()
 		rec.EventType = d.env.EventType
 	} else {
@@ -927,10 +933,18 @@ func (s *subscription) flushAcks(batch []ackReq) {
 	deadline := time.Now().Add(max(3*b.cfg.WriteTimeout, 10*time.Second))
 	var es errorState
 	abandoned := map[string]bool{}
+	var args []any
 	for st, ids := range byStream {
+		// XACK's ids as pointers: boxing a pointer allocates nothing, a
+		// string costs one allocation per entry (go-redis's XAck).
+		args = append(args[:0], "xack", st, s.name)
+		for i := range ids {
+			args = append(args, &ids[i])
+		}
 		for {
 			ctx, cancel := context.WithTimeout(context.Background(), b.cfg.WriteTimeout)
-			err := b.rdb.XAck(ctx, st, s.name, ids...).Err()
+			cmd := redis.NewIntCmd(ctx, args...)
+			err := b.rdb.Process(ctx, cmd)
 			cancel()
 			if err == nil || isNoGroup(err) {
 				break
