@@ -355,8 +355,24 @@ func TestO3ThreeRelaysKeepAggregateOrder(t *testing.T) {
 	var log []eventbus.Envelope
 	perRelay := make([]int, 3)
 	relays := make([]*outbox.Relay, 3)
+	// Each relay's first batch waits until all three hold one: the three
+	// claims overlap (SKIP LOCKED and the aggregate locks give them
+	// disjoint rows and aggregates: 3 batches of 10 cover 30 of the 40
+	// aggregates), however late a relay starts on a loaded machine.
+	allHold := make(chan struct{})
+	var holding atomic.Int32
 	for i := range relays {
+		var first sync.Once
 		pub := eventbus.Publisher(publisherFunc(func(ctx context.Context, envs ...eventbus.Envelope) error {
+			first.Do(func() {
+				if holding.Add(1) == int32(len(relays)) {
+					close(allHold)
+				}
+				select {
+				case <-allHold:
+				case <-time.After(5 * time.Second): // below PublishTimeout
+				}
+			})
 			time.Sleep(3 * time.Millisecond) // make overlap likely
 			mu.Lock()
 			log = append(log, envs...)
@@ -364,7 +380,7 @@ func TestO3ThreeRelaysKeepAggregateOrder(t *testing.T) {
 			mu.Unlock()
 			return nil
 		}))
-		relays[i] = startRelay(t, outbox.RelayConfig{Store: b.ob, Publisher: pub, BatchSize: 20, PollInterval: 10 * time.Millisecond})
+		relays[i] = startRelay(t, outbox.RelayConfig{Store: b.ob, Publisher: pub, BatchSize: 10, PollInterval: 10 * time.Millisecond})
 	}
 	require.Eventually(t, func() bool {
 		mu.Lock()
