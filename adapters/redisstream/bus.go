@@ -414,9 +414,13 @@ func (b *Bus) isClosed() bool {
 // Close stops every subscription (each finishes its handlers in flight
 // within ShutdownTimeout, acknowledges what finished and leaves the rest
 // pending), fails queued publishes with eventbus.ErrClosed and stops the
-// background goroutines. It never closes the Redis client. Close is
-// idempotent and safe to call concurrently.
+// background goroutines. It returns within ShutdownTimeout (with the
+// allowances of a subscription's Close) even when Redis is unreachable: a
+// publish pipeline still in flight then finishes on its own, within
+// WriteTimeout, and reports to its callers. It never closes the Redis
+// client. Close is idempotent and safe to call concurrently.
 func (b *Bus) Close() error {
+	deadline := time.Now().Add(b.cfg.ShutdownTimeout)
 	b.mu.Lock()
 	if b.closed {
 		b.mu.Unlock()
@@ -442,7 +446,14 @@ func (b *Bus) Close() error {
 	}
 	wg.Wait()
 	close(b.closing)
-	b.bg.Wait()
+	bgDone := make(chan struct{})
+	go func() { b.bg.Wait(); close(bgDone) }()
+	t := time.NewTimer(time.Until(deadline))
+	select {
+	case <-bgDone:
+	case <-t.C:
+	}
+	t.Stop()
 	b.failQueued()
 	b.closeErr = errors.Join(errs...)
 	close(b.closeDone)

@@ -131,7 +131,10 @@ type Config struct {
 	ReconnectBackoff eventbus.Backoff
 	// ShutdownTimeout bounds how long Close waits for handlers in flight;
 	// handlers still running then have their context cancelled and their
-	// entries stay pending. Defaults to DefaultShutdownTimeout (30s).
+	// entries stay pending. It bounds the whole Close, acknowledgements
+	// included, even when Redis is unreachable: what cannot be acknowledged
+	// by then is redelivered (see Subscription Close for the small
+	// allowances). Defaults to DefaultShutdownTimeout (30s).
 	ShutdownTimeout time.Duration
 	// ConsumerIdleTTL: the claim loop deletes other consumers of its groups
 	// that have been idle this long and hold no pending entries (checked and

@@ -57,12 +57,14 @@
 // once per process), for live push.
 //
 // Close stops reading, lets handlers in flight finish within
-// ShutdownTimeout, acknowledges on a detached bounded context and leaves the
-// rest pending (entries read but never started get their delivery count
-// back, so restarts do not use up MaxDeliveries). The bus never closes the
-// client it was given. A read blocked
-// in XREADGROUP is not interrupted (go-redis does not cancel socket reads),
-// so Close can take up to Config.Block longer.
+// ShutdownTimeout, acknowledges on a detached context by the same deadline
+// and leaves the rest pending (entries read but never started get their
+// delivery count back, so restarts do not use up MaxDeliveries). The bus
+// never closes the client it was given. Close returns within
+// ShutdownTimeout even when Redis is unreachable: a read blocked in
+// XREADGROUP (go-redis does not cancel socket reads) or a publish pipeline
+// in flight is not waited for past it, and acknowledgements not taken by
+// then are abandoned, so their entries are redelivered.
 //
 // # Operating notes
 //

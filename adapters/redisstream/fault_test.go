@@ -479,3 +479,61 @@ func TestReadAfterErrorHandlesEachEntryOnce(t *testing.T) {
 	}
 	require.EqualValues(t, len(envs), b.counters.delivered.Load())
 }
+
+// Close returns within ShutdownTimeout even when Redis stops answering
+// while handlers finish: acknowledgements that cannot be sent in time are
+// abandoned (their entries stay pending and are redelivered) instead of
+// being retried for the ack-flush bound (10s here).
+func TestCloseHonoursShutdownTimeoutWhenRedisStalls(t *testing.T) {
+	t.Parallel()
+	_, prefix := testinfra.Redis(t)
+	opts, err := redis.ParseURL(testinfra.RedisURL(t))
+	require.NoError(t, err)
+	proxy, err := faultproxy.New(opts.Addr)
+	require.NoError(t, err)
+	defer proxy.Close()
+	opts.Addr = proxy.Addr()
+	// A call in flight at the deadline still takes up to the client's own
+	// I/O timeout to return.
+	opts.ReadTimeout, opts.WriteTimeout = 200*time.Millisecond, 200*time.Millisecond
+	opts.MaxRetries = -1
+	rdb := redis.NewClient(opts)
+	defer rdb.Close()
+	c := fastConfig(prefix + "events")
+	c.WriteTimeout = time.Second // acks are retried for max(3*WriteTimeout, 10s)
+	c.ShutdownTimeout = 1500 * time.Millisecond
+	b, err := New(rdb, c)
+	require.NoError(t, err)
+	defer b.Close()
+	ctx := ctxT(t)
+
+	started := make(chan struct{}, 10)
+	release := make(chan struct{})
+	_, err = b.Subscribe(ctx, "g", eventbus.HandlerFunc(func(ctx context.Context, _ eventbus.Envelope) error {
+		started <- struct{}{}
+		select {
+		case <-release:
+		case <-ctx.Done():
+		}
+		return nil
+	}))
+	require.NoError(t, err)
+	require.NoError(t, b.Publish(ctx, mkEnvs(t, 3)...))
+	for range 3 {
+		select {
+		case <-started:
+		case <-time.After(10 * time.Second):
+			t.Fatal("handlers never started")
+		}
+	}
+
+	proxy.Blackhole(true)
+	defer proxy.Blackhole(false)
+	// The handlers finish once Close has begun: their acks cannot land.
+	time.AfterFunc(200*time.Millisecond, func() { close(release) })
+	start := time.Now()
+	require.NoError(t, b.Close())
+	took := time.Since(start)
+	t.Logf("Close took %s", took)
+	require.Less(t, took, c.ShutdownTimeout+700*time.Millisecond, "Close overran ShutdownTimeout")
+}

@@ -10,6 +10,7 @@ import (
 	"sort"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/redis/go-redis/v9"
@@ -42,9 +43,20 @@ type subscription struct {
 	acks    chan ackReq
 	ackStop chan struct{}
 	ackGone chan struct{}
+	// ackBy (unix ns, 0 = unset) is set by Close: no acknowledgement is
+	// attempted after it, so Close honours ShutdownTimeout whatever Redis
+	// does. ackHurry is closed when it is first set, to wake a flush that
+	// is backing off.
+	ackBy    atomic.Int64
+	ackHurry chan struct{}
 
-	loops   sync.WaitGroup // reader, claimer, retrier
-	workers sync.WaitGroup
+	loops sync.WaitGroup // reader, claimer, retrier
+	// workMu guards sending on work against Close closing it: Close stops
+	// waiting for the loops at its deadline (a read blocked on a silent
+	// Redis may return much later), so a loop may still dispatch after.
+	workMu     sync.RWMutex
+	workClosed bool
+	workers    sync.WaitGroup
 
 	claimMu sync.Mutex // serialises claimOnce and recoverUnheld (claim, then hold)
 
@@ -141,6 +153,7 @@ func (b *Bus) subscribe(ctx context.Context, name string, h eventbus.Handler, br
 		acks:      make(chan ackReq, b.cfg.Count+b.cfg.Concurrency),
 		ackStop:   make(chan struct{}),
 		ackGone:   make(chan struct{}),
+		ackHurry:  make(chan struct{}),
 		held:      make(map[string]map[string]struct{}),
 		retryWake: make(chan struct{}, 1),
 		done:      make(chan struct{}),
@@ -232,26 +245,54 @@ func (b *Bus) subscribe(ctx context.Context, name string, h eventbus.Handler, br
 // Name returns the subscription (consumer group) name.
 func (s *subscription) Name() string { return s.name }
 
+// closeLastAck is how long Close still tries to acknowledge handlers that
+// finished only after ShutdownTimeout (cancelled, within their grace).
+const closeLastAck = 200 * time.Millisecond
+
 // Close stops reading, lets handlers in flight finish within
-// ShutdownTimeout, acknowledges what finished (on a detached, bounded
-// context) and leaves the rest pending. Entries read but not started stay
-// pending for this consumer (re-read first on the next Subscribe of the same
-// name) or for other consumers to claim after MinIdle. Idempotent.
+// ShutdownTimeout, acknowledges what finished (on a detached context, by
+// the same deadline) and leaves the rest pending. Entries read but not
+// started stay pending for this consumer (re-read first on the next
+// Subscribe of the same name) or for other consumers to claim after
+// MinIdle. Acknowledgements Redis has not taken by the deadline are
+// abandoned (their entries are redelivered), and a read or claim blocked
+// on a silent Redis is not waited for: Close returns within
+// ShutdownTimeout, plus, when handlers overran it, up to a second for them
+// to return and closeLastAck, plus the Redis client's own I/O timeout for
+// an acknowledgement in flight. Idempotent.
 func (s *subscription) Close() error {
 	s.closeOnce.Do(func() {
 		defer close(s.done)
+		deadline := time.Now().Add(s.bus.cfg.ShutdownTimeout)
+		if !s.broadcast {
+			s.ackBy.Store(deadline.UnixNano())
+			close(s.ackHurry)
+		}
 		if s.stopAfter != nil {
 			s.stopAfter()
 		}
 		close(s.stop)
 		s.readCancel()
-		s.loops.Wait()
+		// A loop blocked on a silent Redis returns within Block or
+		// WriteTimeout and the client's timeouts; it is not waited for past
+		// the deadline (it exits on its own, dispatching nothing).
+		loopsDone := make(chan struct{})
+		go func() { s.loops.Wait(); close(loopsDone) }()
+		lt := time.NewTimer(time.Until(deadline))
+		select {
+		case <-loopsDone:
+		case <-lt.C:
+		}
+		lt.Stop()
+		s.workMu.Lock()
+		s.workClosed = true
 		for _, ch := range s.work {
 			close(ch)
 		}
+		s.workMu.Unlock()
 		finished := make(chan struct{})
 		go func() { s.workers.Wait(); close(finished) }()
-		t := time.NewTimer(s.bus.cfg.ShutdownTimeout)
+		t := time.NewTimer(time.Until(deadline))
 		select {
 		case <-finished:
 		case <-t.C:
@@ -267,9 +308,15 @@ func (s *subscription) Close() error {
 		t.Stop()
 		s.hardCancel()
 		if !s.broadcast {
+			if last := time.Now().Add(closeLastAck); last.After(deadline) {
+				// Handlers overran: one short last try for those that
+				// returned when cancelled.
+				deadline = last
+				s.ackBy.Store(last.UnixNano())
+			}
 			close(s.ackStop)
 			<-s.ackGone
-			ctx, cancel := context.WithTimeout(context.Background(), s.bus.cfg.WriteTimeout)
+			ctx, cancel := context.WithDeadline(context.Background(), deadline)
 			s.giveBack(ctx)
 			for _, st := range s.streams {
 				if _, err := deleteConsumerIfIdle(ctx, s.bus.rdb, st, s.name, s.bus.cfg.Consumer, 0); err != nil && !isNoGroup(err) {
@@ -627,6 +674,14 @@ func (s *subscription) pendingCounts(stream string, msgs []redis.XMessage) map[s
 // dispatch hands msgs (for which n slots are held) to the workers. A count
 // from counts wins over def (0 = unknown, assume a redelivery).
 func (s *subscription) dispatch(stream string, msgs []redis.XMessage, counts map[string]int64, def int64, n int) {
+	s.workMu.RLock()
+	defer s.workMu.RUnlock()
+	if s.workClosed {
+		// Read after Close gave up waiting: left pending, as any entry
+		// read but not started.
+		s.release(n)
+		return
+	}
 	s.hold(stream, msgs)
 	for i := range msgs {
 		m := &msgs[i]
@@ -866,6 +921,13 @@ func (s *subscription) deadLetter(d *delivery, reason string, cause error) (keep
 	return false
 }
 
+func minTime(a, b time.Time) time.Time {
+	if a.Before(b) {
+		return a
+	}
+	return b
+}
+
 // errorText is the error message without payload content, stack included
 // for panics.
 func errorText(err error) string {
@@ -921,9 +983,33 @@ func (s *subscription) acker() {
 	}
 }
 
+// ackDeadline returns d, or Close's acknowledgement deadline if earlier.
+func (s *subscription) ackDeadline(d time.Time) time.Time {
+	if by := s.ackBy.Load(); by != 0 && by < d.UnixNano() {
+		return time.Unix(0, by)
+	}
+	return d
+}
+
+// ackPause waits d between ack attempts; Close cuts it short once, to
+// apply its deadline.
+func (s *subscription) ackPause(d time.Duration) {
+	var hurry <-chan struct{}
+	if s.ackBy.Load() == 0 {
+		hurry = s.ackHurry
+	}
+	t := time.NewTimer(d)
+	defer t.Stop()
+	select {
+	case <-t.C:
+	case <-hurry:
+	}
+}
+
 // flushAcks sends one XACK per stream, retrying on a detached context with
-// backoff for a bounded time; an ack that never lands leaves the entry
-// pending (it is redelivered: at least once, never lost).
+// backoff for a bounded time (never past Close's deadline); an ack that
+// never lands leaves the entry pending (it is redelivered: at least once,
+// never lost).
 func (s *subscription) flushAcks(batch []ackReq) {
 	b := s.bus
 	byStream := make(map[string][]string, 1)
@@ -942,7 +1028,8 @@ func (s *subscription) flushAcks(batch []ackReq) {
 			args = append(args, &ids[i])
 		}
 		for {
-			ctx, cancel := context.WithTimeout(context.Background(), b.cfg.WriteTimeout)
+			deadline = s.ackDeadline(deadline)
+			ctx, cancel := context.WithDeadline(context.Background(), minTime(time.Now().Add(b.cfg.WriteTimeout), deadline))
 			cmd := redis.NewIntCmd(ctx, args...)
 			err := b.rdb.Process(ctx, cmd)
 			cancel()
@@ -954,12 +1041,13 @@ func (s *subscription) flushAcks(batch []ackReq) {
 				es.logged = true
 				b.log.Warn("redisstream: ack failed; retrying", "group", s.name, "entries", len(ids), "err", err)
 			}
-			if time.Now().After(deadline) {
+			deadline = s.ackDeadline(deadline)
+			if !time.Now().Before(deadline) {
 				b.log.Error("redisstream: ack abandoned; entries stay pending and will be redelivered", "group", s.name, "entries", len(ids), "err", err)
 				abandoned[st] = true
 				break
 			}
-			time.Sleep(min(b.cfg.ReconnectBackoff.Delay(es.fails), time.Second))
+			s.ackPause(min(b.cfg.ReconnectBackoff.Delay(es.fails), time.Second, time.Until(deadline)))
 		}
 	}
 	// Either way the entries are no longer ours to keep claimed: acked, or
