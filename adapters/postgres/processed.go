@@ -194,13 +194,19 @@ VALUES ($1, $2, coalesce($3::timestamptz, now())) ON CONFLICT DO NOTHING`, handl
 // the same round trip: "BEGIN; EXECUTE <marker statement>(...)" as one
 // simple query. pgx prepares the statement on the first call on conn and
 // remembers it; if the server forgot it (DISCARD ALL, DEALLOCATE), it is
-// prepared again and the call retried once.
+// prepared again and the call retried once. A connection configured not to
+// keep prepared statements (pgx's exec modes other than the default
+// QueryExecModeCacheStatement, e.g. behind a transaction-pooling PgBouncer)
+// gets the INSERT itself instead of EXECUTE.
 func (s *ProcessedEventStore) beginWithMarker(ctx context.Context, conn *pgx.Conn, handler string, id eventbus.EventID) (pgx.Tx, error) {
+	if conn.Config().DefaultQueryExecMode != pgx.QueryExecModeCacheStatement {
+		return conn.BeginTx(ctx, pgx.TxOptions{BeginQuery: s.beginMarkerSQL(handler, id, false)})
+	}
 	for attempt := 0; ; attempt++ {
 		if _, err := conn.Prepare(ctx, s.markerStmt, s.markerSQL); err != nil {
 			return nil, fmt.Errorf("prepare marker insert: %w", err)
 		}
-		tx, err := conn.BeginTx(ctx, pgx.TxOptions{BeginQuery: s.beginMarkerSQL(handler, id)})
+		tx, err := conn.BeginTx(ctx, pgx.TxOptions{BeginQuery: s.beginMarkerSQL(handler, id, true)})
 		var pgErr *pgconn.PgError
 		if attempt == 0 && errors.As(err, &pgErr) && pgErr.Code == "26000" { // invalid_sql_statement_name
 			if conn.PgConn().TxStatus() == 'E' {
@@ -218,18 +224,25 @@ func (s *ProcessedEventStore) beginWithMarker(ctx context.Context, conn *pgx.Con
 }
 
 // beginMarkerSQL is the BEGIN (with the configured transaction options)
-// and the EXECUTE of the marker insert as one simple query. Simple queries
-// take no parameters, so the values are literals: the handler name is
-// quoted as an escape string literal (safe whatever
-// standard_conforming_strings says), the event id is a UUID's canonical
-// text, the time NULL (the database's now()) or RFC 3339 text.
-func (s *ProcessedEventStore) beginMarkerSQL(handler string, id eventbus.EventID) string {
+// and the marker insert (EXECUTE of the prepared statement, or the INSERT
+// itself) as one simple query. Simple queries take no parameters, so the
+// values are literals: the handler name is quoted as an escape string
+// literal (safe whatever standard_conforming_strings says), the event id is
+// a UUID's canonical text, the time NULL (the database's now()) or RFC 3339
+// text.
+func (s *ProcessedEventStore) beginMarkerSQL(handler string, id eventbus.EventID, prepared bool) string {
 	var b strings.Builder
-	b.Grow(len(s.beginSQL) + len(s.markerStmt) + len(handler) + 100)
+	b.Grow(len(s.beginSQL) + len(s.tbl) + len(handler) + 160)
 	b.WriteString(s.beginSQL)
-	b.WriteString("; EXECUTE ")
-	b.WriteString(s.markerStmt)
-	b.WriteString("(E'")
+	if prepared {
+		b.WriteString("; EXECUTE ")
+		b.WriteString(s.markerStmt)
+		b.WriteString("(E'")
+	} else {
+		b.WriteString("; INSERT INTO ")
+		b.WriteString(s.tbl)
+		b.WriteString(" (handler_name, event_id, processed_at) VALUES (E'")
+	}
 	for i := 0; i < len(handler); i++ {
 		switch c := handler[i]; c {
 		case '\\', '\'':
@@ -242,12 +255,15 @@ func (s *ProcessedEventStore) beginMarkerSQL(handler string, id eventbus.EventID
 	b.WriteString("', '")
 	b.WriteString(id.String())
 	b.WriteString("', ")
-	if s.cfg.Now == nil {
-		b.WriteString("NULL")
-	} else {
+	switch {
+	case s.cfg.Now != nil:
 		b.WriteByte('\'')
 		b.WriteString(s.cfg.Now().UTC().Format(time.RFC3339Nano))
-		b.WriteByte('\'')
+		b.WriteString("'::timestamptz")
+	case prepared:
+		b.WriteString("NULL") // the statement's coalesce(..., now())
+	default:
+		b.WriteString("now()")
 	}
 	b.WriteByte(')')
 	return b.String()

@@ -232,39 +232,68 @@ ALTER TABLE outbox ADD CONSTRAINT no_boom CHECK (aggregate_id <> 'boom')`)
 // Handler names are quoted into the simple query that begins the
 // transaction: quotes, backslashes and non-ASCII survive byte for byte, a
 // NUL is refused, the injected clock stamps the marker and the configured
-// transaction options apply.
+// transaction options apply; both with the prepared marker statement (pgx's
+// default exec mode) and without (simple protocol, as behind a
+// transaction-pooling PgBouncer, where no statement may be prepared).
 func TestProcessMarkerLiterals(t *testing.T) {
 	t.Parallel()
-	b := setup(t)
-	ctx := context.Background()
-	at := time.Date(2026, 3, 4, 5, 6, 7, 123456000, time.UTC)
-	store, err := postgres.NewProcessedEventStore(b.pool, &postgres.ProcessedEventStoreConfig{
-		Schema:    b.schema,
-		Now:       func() time.Time { return at },
-		TxOptions: pgx.TxOptions{IsoLevel: pgx.Serializable},
-	})
-	require.NoError(t, err)
-	names := []string{`it's`, `back\slash`, `\'; DROP TABLE processed_events; --`, "ünïcødé ✓", `E'x'`}
-	for _, name := range names {
-		env := newEnv("lit", 1)
-		var iso string
-		dup, err := store.Process(ctx, name, env.EventID, func(ctx context.Context) error {
-			tx, _ := postgres.TxFromContext(ctx)
-			return tx.QueryRow(ctx, `SHOW transaction_isolation`).Scan(&iso)
+	for _, mode := range []pgx.QueryExecMode{pgx.QueryExecModeCacheStatement, pgx.QueryExecModeSimpleProtocol} {
+		t.Run(mode.String(), func(t *testing.T) {
+			b := setup(t)
+			ctx := context.Background()
+			cfg, err := pgxpool.ParseConfig(testinfra.PostgresURL(t))
+			require.NoError(t, err)
+			cfg.ConnConfig.RuntimeParams["search_path"] = b.schema
+			cfg.ConnConfig.DefaultQueryExecMode = mode
+			cfg.MaxConns = 1
+			pool, err := pgxpool.NewWithConfig(ctx, cfg)
+			require.NoError(t, err)
+			t.Cleanup(pool.Close)
+			at := time.Date(2026, 3, 4, 5, 6, 7, 123456000, time.UTC)
+			store, err := postgres.NewProcessedEventStore(pool, &postgres.ProcessedEventStoreConfig{
+				Schema:    b.schema,
+				Now:       func() time.Time { return at },
+				TxOptions: pgx.TxOptions{IsoLevel: pgx.Serializable},
+			})
+			require.NoError(t, err)
+			names := []string{`it's`, `back\slash`, `\'; DROP TABLE processed_events; --`, "ünïcødé ✓", `E'x'`}
+			for _, name := range names {
+				env := newEnv("lit", 1)
+				var iso string
+				dup, err := store.Process(ctx, name, env.EventID, func(ctx context.Context) error {
+					tx, _ := postgres.TxFromContext(ctx)
+					return tx.QueryRow(ctx, `SHOW transaction_isolation`).Scan(&iso)
+				})
+				require.NoError(t, err, name)
+				require.False(t, dup, name)
+				require.Equal(t, "serializable", iso)
+				var stored string
+				var stamped time.Time
+				require.NoError(t, b.pool.QueryRow(ctx, `SELECT handler_name, processed_at FROM processed_events WHERE event_id = $1`, env.EventID.String()).Scan(&stored, &stamped))
+				require.Equal(t, name, stored)
+				require.True(t, at.Equal(stamped), "processed_at %v", stamped)
+				dup, err = store.Process(ctx, name, env.EventID, func(context.Context) error { return errors.New("must not run") })
+				require.NoError(t, err, name)
+				require.True(t, dup, name)
+			}
+			require.Equal(t, len(names), b.markers(t, ""))
+			_, err = store.Process(ctx, "nul\x00name", newEnv("lit", 2).EventID, func(context.Context) error { return nil })
+			require.True(t, eventbus.IsPermanent(err), "%v", err)
+			var prepared int
+			require.NoError(t, pool.QueryRow(ctx, `SELECT count(*) FROM pg_prepared_statements WHERE name LIKE 'eventkit_marker_%'`).Scan(&prepared))
+			require.Equal(t, boolInt(mode == pgx.QueryExecModeCacheStatement), prepared, "marker statement prepared only in the default mode")
+			require.Equal(t, int64(1), pool.Stat().NewConnsCount(), "duplicates gave their connection back")
+
+			// The unit of work's pipelined outbox INSERT + COMMIT in this mode.
+			ob, err := postgres.NewOutbox(pool, &postgres.OutboxConfig{Schema: b.schema, DisableNotify: true})
+			require.NoError(t, err)
+			t.Cleanup(ob.Close)
+			uow, err := postgres.NewUnitOfWork(pool, ob, nil)
+			require.NoError(t, err)
+			require.NoError(t, uow.Do(ctx, func(ctx context.Context) error {
+				return outbox.Raise(ctx, itemAdded{Cart: "mode", Seq: 1}, itemAdded{Cart: "mode", Seq: 2})
+			}))
+			require.Equal(t, 2, b.count(t, "aggregate_id = 'mode'"))
 		})
-		require.NoError(t, err, name)
-		require.False(t, dup, name)
-		require.Equal(t, "serializable", iso)
-		var stored string
-		var stamped time.Time
-		require.NoError(t, b.pool.QueryRow(ctx, `SELECT handler_name, processed_at FROM processed_events WHERE event_id = $1`, env.EventID.String()).Scan(&stored, &stamped))
-		require.Equal(t, name, stored)
-		require.True(t, at.Equal(stamped), "processed_at %v", stamped)
-		dup, err = store.Process(ctx, name, env.EventID, func(context.Context) error { return errors.New("must not run") })
-		require.NoError(t, err, name)
-		require.True(t, dup, name)
 	}
-	require.Equal(t, len(names), b.markers(t, ""))
-	_, err = store.Process(ctx, "nul\x00name", newEnv("lit", 2).EventID, func(context.Context) error { return nil })
-	require.True(t, eventbus.IsPermanent(err), "%v", err)
 }
