@@ -34,9 +34,10 @@
 // Relays poll (the ground truth) and are woken early by Outbox.Notify, which
 // UnitOfWork and ProcessedEventStore call after their COMMIT (never for a
 // rolled-back transaction): relays of the same Outbox in this process are
-// woken at once, and one NOTIFY with an empty payload, coalesced over
-// OutboxConfig.NotifyCoalesce (1 ms), is sent on a pooled connection for
-// relays elsewhere. The business transaction itself sends no NOTIFY by
+// woken at once, and a NOTIFY with an empty payload is sent on a pooled
+// connection for relays elsewhere: at once after a quiet spell, and at most
+// one per OutboxConfig.NotifyCoalesce (5 ms) during a burst, so busy
+// writers pay for one NOTIFY per window rather than one per commit. The business transaction itself sends no NOTIFY by
 // default, because PostgreSQL serialises the commits of notifying
 // transactions on one lock held across their WAL flush (measured: 16
 // concurrent writers lost half their throughput). Writers that commit

@@ -22,7 +22,7 @@ const (
 	DefaultProcessedTable  = "processed_events"
 	DefaultNotifyChannel   = "eventkit_outbox"
 	DefaultCleanupLockWait = 5 * time.Second
-	DefaultNotifyCoalesce  = time.Millisecond
+	DefaultNotifyCoalesce  = 5 * time.Millisecond
 )
 
 // OutboxConfig configures an Outbox.
@@ -49,11 +49,14 @@ type OutboxConfig struct {
 	// COMMIT (and notify in the transaction when they joined one they do
 	// not commit), and callers of Write call Notify after theirs.
 	NotifyInTx bool
-	// NotifyCoalesce is the window in which Notify calls are merged into
-	// one NOTIFY (sent on a pooled connection, outside any business
-	// transaction). It adds at most this much to the wake-up latency.
-	// Defaults to DefaultNotifyCoalesce; negative sends without waiting
-	// (still at most one NOTIFY in flight).
+	// NotifyCoalesce is the shortest time between two NOTIFYs. A Notify
+	// after a quiet spell is sent at once; Notify calls during a burst are
+	// merged into one NOTIFY at the end of the window (sent on a pooled
+	// connection, outside any business transaction), so a relay in another
+	// process waits at most this much longer to be woken, and busy writers
+	// pay for one NOTIFY per window, not one per commit. Defaults to
+	// DefaultNotifyCoalesce; negative sends without waiting (still at most
+	// one NOTIFY in flight).
 	NotifyCoalesce time.Duration
 	// DeleteOnPublish makes the relay delete rows once published instead of
 	// setting published_at and keeping them until Cleanup's retention
@@ -84,6 +87,7 @@ type Outbox struct {
 	insertSQL, insertNotifySQL       string
 	insertOneSQL, insertOneNotifySQL string
 	claimSQL                         string
+	notifySQL                        string
 
 	notifier notifier
 }
@@ -114,6 +118,9 @@ func NewOutbox(pool *pgxpool.Pool, cfg *OutboxConfig) (*Outbox, error) {
 	if len(c.NotifyChannel) > 63 {
 		return nil, fmt.Errorf("%w: notify channel longer than 63 bytes", outbox.ErrConfig)
 	}
+	if strings.IndexByte(c.NotifyChannel, 0) >= 0 {
+		return nil, fmt.Errorf("%w: notify channel contains a NUL byte", outbox.ErrConfig)
+	}
 	if c.LockTimeout < 0 {
 		return nil, fmt.Errorf("%w: negative LockTimeout", outbox.ErrConfig)
 	}
@@ -141,6 +148,9 @@ ORDER BY u.ord`
 	o.insertNotifySQL = `WITH ins AS (` + o.insertSQL + `) SELECT pg_notify($9, '')`
 	o.insertOneSQL = `INSERT INTO ` + o.table + ` (event_id, event_type, schema_version, aggregate_type, aggregate_id, payload, metadata, occurred_at)
 VALUES ($1, $2, $3, $4, $5, $6, $7, $8)`
+	// A simple query with the channel as a literal: no parameters to
+	// encode, and the same round trip.
+	o.notifySQL = "SELECT pg_notify(" + quoteLiteral(c.NotifyChannel) + ", '')"
 	o.insertOneNotifySQL = `WITH ins AS (` + o.insertOneSQL + `) SELECT pg_notify($9, '')`
 	o.claimSQL = `SELECT ` + recordCols + ` FROM ` + o.table + ` o
 WHERE published_at IS NULL AND quarantined_at IS NULL AND next_attempt_at <= now()

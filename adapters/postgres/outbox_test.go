@@ -736,3 +736,32 @@ func TestDeleteOnPublish(t *testing.T) {
 	}, 10*time.Second, 20*time.Millisecond, "the quarantined row stays")
 	require.Eventually(t, func() bool { return b.count(t, "true") == 1 }, 10*time.Second, 20*time.Millisecond, "published rows deleted")
 }
+
+// A Notify after a quiet spell is sent at once; one within NotifyCoalesce of
+// the last NOTIFY waits for the end of that window (rate limit), and is
+// still sent.
+func TestNotifyLeadingEdgeThenRateLimited(t *testing.T) {
+	t.Parallel()
+	b := setup(t)
+	const window = 1500 * time.Millisecond
+	ob, err := postgres.NewOutbox(b.pool, &postgres.OutboxConfig{Schema: b.schema, NotifyChannel: b.channel, NotifyCoalesce: window})
+	require.NoError(t, err)
+	t.Cleanup(ob.Close)
+	lc := listenConn(t, b)
+
+	t0 := time.Now()
+	ob.Notify()
+	requireNotification(t, lc, "first signal")
+	require.Less(t, time.Since(t0), window/2, "a signal after a quiet spell is not delayed by the window")
+
+	t1 := time.Now()
+	ob.Notify()
+	ob.Notify()
+	requireNotification(t, lc, "signals within the window are sent at its end")
+	require.GreaterOrEqual(t, time.Since(t0), window, "at most one NOTIFY per window")
+	require.Less(t, time.Since(t1), 2*window)
+	wctx, cancel := context.WithTimeout(context.Background(), window/2)
+	defer cancel()
+	_, err = lc.WaitForNotification(wctx)
+	require.ErrorIs(t, err, context.DeadlineExceeded, "two signals in one window cost one NOTIFY")
+}

@@ -243,15 +243,7 @@ func (s *ProcessedEventStore) beginMarkerSQL(handler string, id eventbus.EventID
 		b.WriteString(s.tbl)
 		b.WriteString(" (handler_name, event_id, processed_at) VALUES (E'")
 	}
-	for i := 0; i < len(handler); i++ {
-		switch c := handler[i]; c {
-		case '\\', '\'':
-			b.WriteByte(c)
-			b.WriteByte(c)
-		default:
-			b.WriteByte(c)
-		}
-	}
+	writeEscaped(&b, handler)
 	b.WriteString("', '")
 	b.WriteString(id.String())
 	b.WriteString("', ")
@@ -266,6 +258,29 @@ func (s *ProcessedEventStore) beginMarkerSQL(handler string, id eventbus.EventID
 		b.WriteString("now()")
 	}
 	b.WriteByte(')')
+	return b.String()
+}
+
+// writeEscaped writes s for the inside of an escape string literal (E'...'):
+// quotes and backslashes doubled, which is safe whatever
+// standard_conforming_strings says. s must not contain NUL.
+func writeEscaped(b *strings.Builder, s string) {
+	for i := 0; i < len(s); i++ {
+		c := s[i]
+		if c == '\\' || c == '\'' {
+			b.WriteByte(c)
+		}
+		b.WriteByte(c)
+	}
+}
+
+// quoteLiteral is s as an escape string literal. s must not contain NUL.
+func quoteLiteral(s string) string {
+	var b strings.Builder
+	b.Grow(len(s) + 4)
+	b.WriteString("E'")
+	writeEscaped(&b, s)
+	b.WriteByte('\'')
 	return b.String()
 }
 
