@@ -102,8 +102,8 @@ func runInTx(ctx context.Context, pool *pgxpool.Pool, opts pgx.TxOptions, begin 
 	var tx pgx.Tx
 	if begin != nil {
 		tx, err = begin(ctx, conn)
-	} else {
-		tx, err = conn.BeginTx(ctx, opts)
+	} else if tx, err = conn.BeginTx(ctx, opts); err != nil {
+		err = fmt.Errorf("postgres: begin: %w", err)
 	}
 	if err != nil {
 		return err
