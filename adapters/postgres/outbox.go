@@ -152,17 +152,31 @@ VALUES ($1, $2, $3, $4, $5, $6, $7, $8)`
 	// encode, and the same round trip.
 	o.notifySQL = "SELECT pg_notify(" + quoteLiteral(c.NotifyChannel) + ", '')"
 	o.insertOneNotifySQL = `WITH ins AS (` + o.insertOneSQL + `) SELECT pg_notify($9, '')`
+	// A row the scan passes over because another relay holds its
+	// aggregate, or because it is backing off (possibly only since this
+	// statement's snapshot: a row lock re-check then sees the new
+	// version), sets a transaction-local flag; only then can a later row
+	// of that aggregate have been claimed out of order, and only then does
+	// Claim run its order check.
 	o.claimSQL = `SELECT ` + recordCols + ` FROM ` + o.table + ` o
-WHERE published_at IS NULL AND quarantined_at IS NULL AND next_attempt_at <= now()
+WHERE published_at IS NULL AND quarantined_at IS NULL
+  AND (next_attempt_at <= now() OR ` + claimPassedSet + `)
   AND NOT EXISTS (SELECT 1 FROM ` + o.table + ` b
       WHERE b.aggregate_type = o.aggregate_type AND b.aggregate_id = o.aggregate_id AND b.id < o.id
         AND b.published_at IS NULL AND b.quarantined_at IS NULL AND b.attempts > 0 AND b.next_attempt_at > now())
-  AND pg_try_advisory_xact_lock($2, hashtext(o.aggregate_type || '/' || o.aggregate_id))
+  AND (pg_try_advisory_xact_lock($2, hashtext(o.aggregate_type || '/' || o.aggregate_id)) OR ` + claimPassedSet + `)
 ORDER BY id
 LIMIT $1
 FOR UPDATE SKIP LOCKED`
 	return o, nil
 }
+
+// claimPassedSet records, for the rest of the claim's transaction, that
+// the scan passed a row over; it is always false, so the row stays out.
+const claimPassedSet = `set_config('eventkit.claim_passed', 'on', true) IS NULL`
+
+// claimPassedSQL reads that flag ('on' when set in this transaction).
+const claimPassedSQL = `SELECT coalesce(current_setting('eventkit.claim_passed', true), '') = 'on'`
 
 func qualify(schema, table string) string {
 	if schema == "" {
@@ -333,10 +347,15 @@ func scanRecord(row pgx.Row) (outbox.Record, error) {
 // with FOR UPDATE SKIP LOCKED, taking a transaction-scoped advisory lock per
 // aggregate (pg_try_advisory_xact_lock) so that no two relays hold rows of
 // one aggregate; rows whose aggregate has an earlier row backing off are not
-// claimed. A second statement (a fresh snapshot, taken while the aggregate
-// locks are held) drops claimed rows that a concurrent relay's failure has
-// since put behind a backing-off row. fn publishes; its outcome is written
-// and the transaction committed, which releases everything.
+// claimed. When the scan passed a row over (its aggregate held by another
+// relay, or the row backing off), a second statement (a fresh snapshot,
+// taken while the aggregate locks are held) drops claimed rows that a
+// concurrent relay's failure has since put behind a backing-off row;
+// otherwise no earlier row of a claimed aggregate can be pending, and the
+// check is skipped. This assumes only relays lock pending rows (SKIP
+// LOCKED passes a row locked by anyone else without the flag). fn
+// publishes; its outcome is written and the transaction committed, which
+// releases everything.
 func (o *Outbox) Claim(ctx context.Context, limit int, fn func(ctx context.Context, recs []outbox.Record) outbox.Outcome) (int, error) {
 	if limit <= 0 {
 		limit = outbox.DefaultBatchSize
@@ -359,6 +378,7 @@ func (o *Outbox) Claim(ctx context.Context, limit int, fn func(ctx context.Conte
 	b := &pgx.Batch{}
 	b.Queue("BEGIN")
 	b.Queue(o.claimSQL, limit, o.lockKey)
+	b.Queue(claimPassedSQL)
 	br := conn.SendBatch(ctx, b)
 	if _, err := br.Exec(); err != nil {
 		_ = br.Close()
@@ -370,6 +390,10 @@ func (o *Outbox) Claim(ctx context.Context, limit int, fn func(ctx context.Conte
 		return 0, fmt.Errorf("postgres outbox: claim: %w", err)
 	}
 	recs, err := pgx.CollectRows(rows, func(row pgx.CollectableRow) (outbox.Record, error) { return scanRecord(row) })
+	var passed bool
+	if err == nil {
+		err = br.QueryRow().Scan(&passed)
+	}
 	if cerr := br.Close(); err == nil {
 		err = cerr
 	}
@@ -379,9 +403,11 @@ func (o *Outbox) Claim(ctx context.Context, limit int, fn func(ctx context.Conte
 	if len(recs) == 0 {
 		return 0, nil
 	}
-	recs, err = o.dropBlocked(ctx, conn, recs)
-	if err != nil {
-		return 0, err
+	if passed {
+		recs, err = o.dropBlocked(ctx, conn, recs)
+		if err != nil {
+			return 0, err
+		}
 	}
 	out := fn(ctx, recs)
 	b = &pgx.Batch{}
