@@ -97,6 +97,9 @@ func oursLatency(cfg Config, n int) Contender {
 		})); err != nil {
 			return Sample{}, err
 		}
+		// The same settle time the peer gets before its clock starts: the
+		// first read of a new subscription is not steady state.
+		time.Sleep(200 * time.Millisecond)
 		start := time.Now()
 		for i := range intended {
 			intended[i].Store(start.Add(time.Duration(i) * time.Second / b7Rate).UnixNano())
