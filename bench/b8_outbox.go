@@ -7,8 +7,6 @@ import (
 	"fmt"
 	"strconv"
 	"strings"
-	"sync"
-	"sync/atomic"
 	"time"
 
 	"github.com/ThreeDotsLabs/watermill"
@@ -109,36 +107,16 @@ var body256 = func() string {
 // commits, then calls after (if not nil), and is marked in the tally once
 // committed.
 func txLoop(ctx context.Context, pool *pgxpool.Pool, n, conns int, tally *Tally, fn func(ctx context.Context, tx pgx.Tx, i int) error, after func()) error {
-	var next atomic.Int64
-	var wg sync.WaitGroup
-	var firstErr error
-	var once sync.Once
-	for range conns {
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
-			for {
-				i := int(next.Add(1) - 1)
-				if i >= n || ctx.Err() != nil {
-					return
-				}
-				err := pgx.BeginFunc(ctx, pool, func(tx pgx.Tx) error { return fn(ctx, tx, i) })
-				if err != nil {
-					once.Do(func() { firstErr = err })
-					return
-				}
-				if after != nil {
-					after()
-				}
-				tally.Mark(0, i)
-			}
-		}()
-	}
-	wg.Wait()
-	if firstErr == nil {
-		firstErr = ctx.Err()
-	}
-	return firstErr
+	return parallel(ctx, n, conns, func(ctx context.Context, i int) error {
+		if err := pgx.BeginFunc(ctx, pool, func(tx pgx.Tx) error { return fn(ctx, tx, i) }); err != nil {
+			return err
+		}
+		if after != nil {
+			after()
+		}
+		tally.Mark(0, i)
+		return nil
+	})
 }
 
 func runB8(ctx context.Context, cfg Config) ([]Result, error) {

@@ -392,12 +392,7 @@ func TestNetworkFaults(t *testing.T) {
 func TestPublishDeadlineWhenRedisStalls(t *testing.T) {
 	t.Parallel()
 	_, prefix := testinfra.Redis(t)
-	opts, err := redis.ParseURL(testinfra.RedisURL(t))
-	require.NoError(t, err)
-	proxy, err := faultproxy.New(opts.Addr)
-	require.NoError(t, err)
-	defer proxy.Close()
-	opts.Addr = proxy.Addr()
+	opts, proxy := proxiedOptions(t)
 	opts.ReadTimeout, opts.WriteTimeout = 10*time.Second, 10*time.Second
 	rdb := redis.NewClient(opts)
 	defer rdb.Close()
@@ -428,12 +423,7 @@ func TestPublishDeadlineWhenRedisStalls(t *testing.T) {
 func TestReadAfterErrorHandlesEachEntryOnce(t *testing.T) {
 	t.Parallel()
 	rdb, prefix := testinfra.Redis(t)
-	opts, err := redis.ParseURL(testinfra.RedisURL(t))
-	require.NoError(t, err)
-	proxy, err := faultproxy.New(opts.Addr)
-	require.NoError(t, err)
-	defer proxy.Close()
-	opts.Addr = proxy.Addr()
+	opts, proxy := proxiedOptions(t)
 	opts.MaxRetries = -1 // the reader must see the reset, not a silent retry
 	viaProxy := redis.NewClient(opts)
 	defer viaProxy.Close()
@@ -487,12 +477,7 @@ func TestReadAfterErrorHandlesEachEntryOnce(t *testing.T) {
 func TestCloseHonoursShutdownTimeoutWhenRedisStalls(t *testing.T) {
 	t.Parallel()
 	_, prefix := testinfra.Redis(t)
-	opts, err := redis.ParseURL(testinfra.RedisURL(t))
-	require.NoError(t, err)
-	proxy, err := faultproxy.New(opts.Addr)
-	require.NoError(t, err)
-	defer proxy.Close()
-	opts.Addr = proxy.Addr()
+	opts, proxy := proxiedOptions(t)
 	// A call in flight at the deadline still takes up to the client's own
 	// I/O timeout to return.
 	opts.ReadTimeout, opts.WriteTimeout = 200*time.Millisecond, 200*time.Millisecond
@@ -536,4 +521,17 @@ func TestCloseHonoursShutdownTimeoutWhenRedisStalls(t *testing.T) {
 	took := time.Since(start)
 	t.Logf("Close took %s", took)
 	require.Less(t, took, c.ShutdownTimeout+700*time.Millisecond, "Close overran ShutdownTimeout")
+}
+
+// proxiedOptions returns client options for the test Redis that go through
+// a fault proxy (closed at cleanup), for the caller to tune and connect.
+func proxiedOptions(t *testing.T) (*redis.Options, *faultproxy.Proxy) {
+	t.Helper()
+	opts, err := redis.ParseURL(testinfra.RedisURL(t))
+	require.NoError(t, err)
+	proxy, err := faultproxy.New(opts.Addr)
+	require.NoError(t, err)
+	t.Cleanup(func() { _ = proxy.Close() })
+	opts.Addr = proxy.Addr()
+	return opts, proxy
 }

@@ -409,16 +409,7 @@ func (s *subscription) acquire(n int) int {
 	case <-s.stop:
 		return 0
 	}
-	got := 1
-	for got < n {
-		select {
-		case s.slots <- struct{}{}:
-			got++
-		default:
-			return got
-		}
-	}
-	return got
+	return 1 + s.tryAcquire(n-1)
 }
 
 // tryAcquire takes up to n free slots without waiting.
