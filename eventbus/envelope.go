@@ -8,6 +8,8 @@ import (
 	"strconv"
 	"strings"
 	"time"
+
+	"github.com/choicesherpa/eventkit/internal/jsonvalid"
 )
 
 // DomainEvent is a fact that happened to an aggregate. Its EventType is a
@@ -121,7 +123,7 @@ func (e *Envelope) Validate() error {
 	if e.OccurredAt.IsZero() {
 		return fmt.Errorf("%w: missing occurred_at", ErrInvalidEnvelope)
 	}
-	if len(e.Payload) == 0 || !json.Valid(e.Payload) {
+	if len(e.Payload) == 0 || !jsonvalid.Valid(e.Payload) {
 		return fmt.Errorf("%w: payload of %s %s is not valid JSON", ErrInvalidEnvelope, e.EventType, e.EventID)
 	}
 	// A missing payload encodes as null; treat both the same.

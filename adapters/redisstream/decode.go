@@ -10,6 +10,7 @@ import (
 	"github.com/google/uuid"
 
 	"github.com/choicesherpa/eventkit/eventbus"
+	"github.com/choicesherpa/eventkit/internal/jsonvalid"
 )
 
 var errSlowPath = errors.New("not in the canonical layout")
@@ -59,7 +60,7 @@ func (c *cursor) str() (string, bool) {
 }
 
 // skipValue returns the end of the JSON value starting at i (strings,
-// nesting); it does not validate, json.Valid does.
+// nesting); it does not validate, jsonvalid does.
 func skipValue(s string, i int) int {
 	depth := 0
 	for ; i < len(s); i++ {
@@ -139,7 +140,7 @@ func fastEnvelope(s string, env *eventbus.Envelope) error {
 	}
 	end := skipValue(s, c.i)
 	payload := s[c.i:end]
-	if !json.Valid([]byte(payload)) {
+	if !jsonvalid.ValidString(payload) {
 		return errSlowPath
 	}
 	env.Payload = json.RawMessage(payload)

@@ -1,13 +1,13 @@
 package redisstream
 
 import (
-	"encoding/json"
 	"fmt"
 	"strconv"
 	"time"
 	"unicode/utf8"
 
 	"github.com/choicesherpa/eventkit/eventbus"
+	"github.com/choicesherpa/eventkit/internal/jsonvalid"
 )
 
 // appendEnvelope appends env's JSON to buf: the same document
@@ -124,7 +124,7 @@ func validateForPublish(env *eventbus.Envelope) error {
 	if err := validateHeader(env); err != nil {
 		return err
 	}
-	if len(env.Payload) == 0 || !json.Valid(env.Payload) {
+	if len(env.Payload) == 0 || !jsonvalid.Valid(env.Payload) {
 		return fmt.Errorf("%w: payload of %s %s is not valid JSON", eventbus.ErrInvalidEnvelope, env.EventType, env.EventID)
 	}
 	return nil
