@@ -59,37 +59,6 @@ func (c *cursor) str() (string, bool) {
 	return "", false
 }
 
-// skipValue returns the end of the JSON value starting at i (strings,
-// nesting); it does not validate, jsonvalid does.
-func skipValue(s string, i int) int {
-	depth := 0
-	for ; i < len(s); i++ {
-		switch s[i] {
-		case '"':
-			for i++; i < len(s) && s[i] != '"'; i++ {
-				if s[i] == '\\' {
-					i++
-				}
-			}
-		case '{', '[':
-			depth++
-		case '}', ']':
-			depth--
-			if depth == 0 {
-				return i + 1
-			}
-			if depth < 0 {
-				return i
-			}
-		case ',':
-			if depth == 0 {
-				return i
-			}
-		}
-	}
-	return min(i, len(s))
-}
-
 func fastEnvelope(s string, env *eventbus.Envelope) error {
 	c := cursor{s: s}
 	if !c.lit(`{"event_id":`) {
@@ -115,7 +84,7 @@ func fastEnvelope(s string, env *eventbus.Envelope) error {
 		j++
 	}
 	v, err := strconv.Atoi(s[c.i:j])
-	if err != nil {
+	if err != nil || j-c.i > 1 && s[c.i] == '0' { // JSON has no leading zeros
 		return errSlowPath
 	}
 	env.SchemaVersion, c.i = v, j
@@ -138,13 +107,12 @@ func fastEnvelope(s string, env *eventbus.Envelope) error {
 	if !c.lit(`,"payload":`) {
 		return errSlowPath
 	}
-	end := skipValue(s, c.i)
-	payload := s[c.i:end]
-	if !jsonvalid.ValidString(payload) {
+	n, ok := jsonvalid.PrefixString(s[c.i:])
+	if !ok {
 		return errSlowPath
 	}
-	env.Payload = json.RawMessage(payload)
-	c.i = end
+	env.Payload = json.RawMessage(s[c.i : c.i+n])
+	c.i += n
 	env.Metadata = eventbus.Metadata{}
 	if c.lit(`,"metadata":{`) {
 		for first := true; !c.lit("}"); first = false {

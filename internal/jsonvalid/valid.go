@@ -38,6 +38,13 @@ func ValidString(s string) bool {
 	return Valid(unsafe.Slice(unsafe.StringData(s), len(s)))
 }
 
+// PrefixString checks the JSON value at the very start of s (no leading
+// whitespace) and returns its length; what follows it is not looked at. It
+// lets a decoder validate an embedded value and find its end in one pass.
+func PrefixString(s string) (n int, ok bool) {
+	return value(unsafe.Slice(unsafe.StringData(s), len(s)), 0, 0)
+}
+
 const (
 	ones  = 0x0101010101010101
 	highs = 0x8080808080808080

@@ -130,3 +130,24 @@ func TestValidEveryByteAtEveryOffset(t *testing.T) {
 		}
 	}
 }
+
+func TestPrefixString(t *testing.T) {
+	for _, tc := range []struct {
+		in string
+		n  int
+		ok bool
+	}{
+		{`{"a":[1,2]},"metadata":{}}`, 11, true},
+		{`"x\"y",`, 6, true},
+		{`-1.5e3}`, 6, true},
+		{`null}`, 4, true},
+		{`[1,}`, 3, false},
+		{` {}`, 0, false}, // no leading whitespace
+		{``, 0, false},
+	} {
+		n, ok := PrefixString(tc.in)
+		if ok != tc.ok || ok && n != tc.n {
+			t.Errorf("PrefixString(%q) = %d, %v; want %d, %v", tc.in, n, ok, tc.n, tc.ok)
+		}
+	}
+}
