@@ -75,6 +75,14 @@ func Percentile(sorted []time.Duration, q float64) time.Duration {
 	return sorted[rank]
 }
 
+// pacer ticks every interval from begin(): wait blocks until at least one
+// more tick has passed and returns how many have passed in all.
+type pacer interface {
+	begin() time.Time
+	wait(ctx context.Context) (uint64, error)
+	close()
+}
+
 // OpenLoop calls send for i = 0..n-1 at a fixed rate per second, each at
 // its intended time start+i/rate, from one goroutine. It does not wait for
 // deliveries; when send is slower than the schedule it falls behind and
@@ -86,23 +94,25 @@ func OpenLoop(ctx context.Context, rate float64, n int, send func(ctx context.Co
 		return fmt.Errorf("bench: open loop rate must be positive, got %v", rate)
 	}
 	interval := time.Duration(float64(time.Second) / rate)
-	start := time.Now()
-	timer := time.NewTimer(0)
-	defer timer.Stop()
-	<-timer.C
+	p, err := newPacer(interval)
+	if err != nil {
+		return err
+	}
+	defer p.close()
+	start := p.begin()
+	due := uint64(1) // message 0 is due at start
 	for i := range n {
-		intended := start.Add(time.Duration(i) * interval)
-		if wait := time.Until(intended); wait > 0 {
-			timer.Reset(wait)
-			select {
-			case <-timer.C:
-			case <-ctx.Done():
-				return ctx.Err()
+		for uint64(i) >= due {
+			ticks, err := p.wait(ctx)
+			if err != nil {
+				return err
 			}
-		} else if err := ctx.Err(); err != nil {
+			due = ticks + 1
+		}
+		if err := ctx.Err(); err != nil {
 			return err
 		}
-		if err := send(ctx, i, intended); err != nil {
+		if err := send(ctx, i, start.Add(time.Duration(i)*interval)); err != nil {
 			return fmt.Errorf("open loop send %d: %w", i, err)
 		}
 	}
