@@ -25,13 +25,17 @@ import (
 //     1's scan reaches A1; A's lock is free by then, and relay 1 sees the
 //     failure only when it locks the row (PostgreSQL re-checks the newer
 //     version, which is not due), and flags the pass there.
+//   - held, then a row backing off: as held, with another aggregate's row
+//     backing off between A1 and the stretch, so the scan passes two rows
+//     over; the check must look from the lowest of them.
 func TestClaimDoesNotOvertakeARowFailedMeanwhile(t *testing.T) {
 	t.Parallel()
-	t.Run("held", func(t *testing.T) { claimRace(t, false) })
-	t.Run("recheck", func(t *testing.T) { claimRace(t, true) })
+	t.Run("held", func(t *testing.T) { claimRace(t, false, false) })
+	t.Run("recheck", func(t *testing.T) { claimRace(t, true, false) })
+	t.Run("held, then a row backing off", func(t *testing.T) { claimRace(t, false, true) })
 }
 
-func claimRace(t *testing.T, stretchFirst bool) {
+func claimRace(t *testing.T, stretchFirst, backingOff bool) {
 	b := setup(t)
 	ctx := context.Background()
 	stretch := func() {
@@ -44,6 +48,11 @@ SELECT gen_random_uuid(), 'cart.item_added.v1', 1, 'cart', 'pad', '{}', now() FR
 		stretch()
 	}
 	b.write(t, newEnv("A", 1))
+	if backingOff {
+		b.write(t, newEnv("B", 1))
+		_, err := b.pool.Exec(ctx, `UPDATE `+b.ob.Table()+` SET attempts = 1, next_attempt_at = now() + interval '1 hour' WHERE aggregate_id = 'B'`)
+		require.NoError(t, err)
+	}
 	if !stretchFirst {
 		stretch()
 	}

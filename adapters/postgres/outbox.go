@@ -171,12 +171,15 @@ FOR UPDATE SKIP LOCKED`
 	return o, nil
 }
 
-// claimPassedSet records, for the rest of the claim's transaction, that
-// the scan passed a row over; it is always false, so the row stays out.
-const claimPassedSet = `set_config('eventkit.claim_passed', 'on', true) IS NULL`
+// claimPassedSet records, for the rest of the claim's transaction, the
+// lowest id of a row the scan passed over (o.id of the row at hand); it is
+// always false, so the row stays out.
+const claimPassedSet = `set_config('eventkit.claim_passed',
+    least(nullif(current_setting('eventkit.claim_passed', true), '')::bigint, o.id)::text, true) IS NULL`
 
-// claimPassedSQL reads that flag ('on' when set in this transaction).
-const claimPassedSQL = `SELECT coalesce(current_setting('eventkit.claim_passed', true), '') = 'on'`
+// claimPassedSQL reads that id (NULL when no row was passed over in this
+// transaction).
+const claimPassedSQL = `SELECT nullif(current_setting('eventkit.claim_passed', true), '')::bigint`
 
 func qualify(schema, table string) string {
 	if schema == "" {
@@ -350,7 +353,8 @@ func scanRecord(row pgx.Row) (outbox.Record, error) {
 // claimed. When the scan passed a row over (its aggregate held by another
 // relay, or the row backing off), a second statement (a fresh snapshot,
 // taken while the aggregate locks are held) drops claimed rows that a
-// concurrent relay's failure has since put behind a backing-off row;
+// concurrent relay's failure has since put behind a backing-off row, looking
+// only from the lowest id passed over to the batch's highest;
 // otherwise no earlier row of a claimed aggregate can be pending, and the
 // check is skipped. This assumes only relays lock pending rows (SKIP
 // LOCKED passes a row locked by anyone else without the flag). fn
@@ -390,7 +394,7 @@ func (o *Outbox) Claim(ctx context.Context, limit int, fn func(ctx context.Conte
 		return 0, fmt.Errorf("postgres outbox: claim: %w", err)
 	}
 	recs, err := pgx.CollectRows(rows, func(row pgx.CollectableRow) (outbox.Record, error) { return scanRecord(row) })
-	var passed bool
+	var passed *int64
 	if err == nil {
 		err = br.QueryRow().Scan(&passed)
 	}
@@ -403,8 +407,8 @@ func (o *Outbox) Claim(ctx context.Context, limit int, fn func(ctx context.Conte
 	if len(recs) == 0 {
 		return 0, nil
 	}
-	if passed {
-		recs, err = o.dropBlocked(ctx, conn, recs)
+	if passed != nil {
+		recs, err = o.dropBlocked(ctx, conn, recs, *passed)
 		if err != nil {
 			return 0, err
 		}
@@ -439,27 +443,37 @@ func (o *Outbox) Claim(ctx context.Context, limit int, fn func(ctx context.Conte
 // a fresh snapshot while this transaction holds the aggregates' advisory
 // locks, so no other relay is publishing rows of those aggregates: such an
 // earlier row is one the claim scan passed while another relay still held
-// the aggregate, or one that is backing off.
-func (o *Outbox) dropBlocked(ctx context.Context, tx *pgxpool.Conn, recs []outbox.Record) ([]outbox.Record, error) {
-	ids := make([]int64, len(recs))
+// the aggregate, or one that is backing off; minPassed is the lowest id
+// the scan passed over. So it walks only the pending rows from minPassed to
+// the batch's highest id, not a per-aggregate index that every INSERT would
+// pay for; the range is bounded on both ends, whatever plan statistics
+// choose.
+func (o *Outbox) dropBlocked(ctx context.Context, tx *pgxpool.Conn, recs []outbox.Record, minPassed int64) ([]outbox.Record, error) {
+	n := len(recs)
+	ids, types, aggs := make([]int64, n), make([]string, n), make([]string, n)
+	var maxID int64
 	for i := range recs {
-		ids[i] = recs[i].ID
+		ids[i], types[i], aggs[i] = recs[i].ID, recs[i].Envelope.AggregateType, recs[i].Envelope.AggregateID
+		maxID = max(maxID, recs[i].ID)
 	}
-	rows, err := tx.Query(ctx, `SELECT c.t, c.a, (SELECT min(b.id) FROM `+o.table+` b
-    WHERE b.aggregate_type = c.t AND b.aggregate_id = c.a AND b.id < c.maxid
-      AND b.published_at IS NULL AND b.quarantined_at IS NULL AND b.id <> ALL($1))
-FROM (SELECT aggregate_type AS t, aggregate_id AS a, max(id) AS maxid FROM `+o.table+`
-      WHERE id = ANY($1) GROUP BY 1, 2) c`, ids)
+	if maxID < minPassed {
+		return recs, nil // every row passed over comes after the batch
+	}
+	// Hash joins against the batch's own ids and aggregates: no lookups of
+	// the claimed rows, no per-row scan of an id array.
+	rows, err := tx.Query(ctx, `SELECT b.aggregate_type, b.aggregate_id, min(b.id) FROM `+o.table+` b
+WHERE b.published_at IS NULL AND b.quarantined_at IS NULL AND b.id >= $5 AND b.id < $2
+  AND (b.aggregate_type, b.aggregate_id) IN (SELECT * FROM unnest($3::text[], $4::text[]))
+  AND NOT EXISTS (SELECT 1 FROM unnest($1::bigint[]) c(id) WHERE c.id = b.id)
+GROUP BY 1, 2`, ids, maxID, types, aggs, minPassed)
 	if err != nil {
 		return nil, fmt.Errorf("postgres outbox: claim check: %w", err)
 	}
 	minBy := map[[2]string]int64{}
 	var k [2]string
-	var m *int64
+	var m int64
 	_, err = pgx.ForEachRow(rows, []any{&k[0], &k[1], &m}, func() error {
-		if m != nil {
-			minBy[k] = *m
-		}
+		minBy[k] = m
 		return nil
 	})
 	if err != nil {
