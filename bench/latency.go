@@ -94,6 +94,9 @@ func OpenLoop(ctx context.Context, rate float64, n int, send func(ctx context.Co
 		return fmt.Errorf("bench: open loop rate must be positive, got %v", rate)
 	}
 	interval := time.Duration(float64(time.Second) / rate)
+	if interval <= 0 {
+		return fmt.Errorf("bench: open loop rate %v is above one per nanosecond", rate)
+	}
 	p, err := newPacer(interval)
 	if err != nil {
 		return err

@@ -54,6 +54,9 @@ func TestOpenLoopKeepsTheSchedule(t *testing.T) {
 	if err := OpenLoop(ctx, 10, 5, func(context.Context, int, time.Time) error { return nil }); err == nil {
 		t.Fatal("a cancelled ctx must stop the loop")
 	}
+	if err := OpenLoop(context.Background(), 2e9, 3, func(context.Context, int, time.Time) error { return nil }); err == nil {
+		t.Fatal("a rate above one per nanosecond must be rejected, not hang")
+	}
 }
 
 func TestSeriesExtra(t *testing.T) {
@@ -72,18 +75,25 @@ func TestSeriesExtra(t *testing.T) {
 // coarse timer happens to fire. A time.Timer for 200 us gaps woke ~0.7 ms
 // late at the median here (the runtime's idle epoll wait has millisecond
 // resolution), which counted the driver's own lateness as latency.
+//
+// A busy CI machine can delay one run; three tries keep the test quiet
+// under load while a coarse pacer (late at the median every time) fails.
 func TestOpenLoopIsOnTime(t *testing.T) {
 	const n, rate = 1000, 5000.0
-	late := make([]time.Duration, 0, n)
-	err := OpenLoop(context.Background(), rate, n, func(_ context.Context, _ int, at time.Time) error {
-		late = append(late, time.Since(at))
-		return nil
-	})
-	if err != nil {
-		t.Fatal(err)
+	var med, p90 time.Duration
+	for range 3 {
+		late := make([]time.Duration, 0, n)
+		err := OpenLoop(context.Background(), rate, n, func(_ context.Context, _ int, at time.Time) error {
+			late = append(late, time.Since(at))
+			return nil
+		})
+		if err != nil {
+			t.Fatal(err)
+		}
+		slices.Sort(late)
+		if med, p90 = late[n/2], late[n*9/10]; med <= 300*time.Microsecond {
+			return
+		}
 	}
-	slices.Sort(late)
-	if med := late[n/2]; med > 300*time.Microsecond {
-		t.Fatalf("median send was %s after its intended time (p90 %s)", med, late[n*9/10])
-	}
+	t.Fatalf("median send was %s after its intended time (p90 %s) in each of three runs", med, p90)
 }

@@ -155,9 +155,10 @@ VALUES ($1, $2, $3, $4, $5, $6, $7, $8)`
 	// A row the scan passes over because another relay holds its
 	// aggregate, or because it is backing off (possibly only since this
 	// statement's snapshot: a row lock re-check then sees the new
-	// version), sets a transaction-local flag; only then can a later row
-	// of that aggregate have been claimed out of order, and only then does
-	// Claim run its order check.
+	// version), records its id in a transaction-local setting (the lowest
+	// one wins); only then can a later row of that aggregate have been
+	// claimed out of order, and only then does Claim run its order check,
+	// from that id on.
 	o.claimSQL = `SELECT ` + recordCols + ` FROM ` + o.table + ` o
 WHERE published_at IS NULL AND quarantined_at IS NULL
   AND (next_attempt_at <= now() OR ` + claimPassedSet + `)

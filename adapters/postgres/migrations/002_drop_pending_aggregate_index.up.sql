@@ -1,7 +1,13 @@
 -- eventkit 002: drops the per-aggregate pending index.
 --
 -- Every outbox INSERT paid for a fourth index entry that only the relay's
--- order check read. The check now scans the pending index below the
--- batch's highest id instead: the rows it walks are the ones other relays
--- hold and the ones backing off, which the claim walks as well.
+-- order check read. The check now scans the pending index from the lowest
+-- id the claim passed over to the batch's highest id: rows other relays
+-- hold and rows backing off, which the claim walks as well.
+--
+-- DROP INDEX takes an exclusive lock on the outbox until the migration
+-- commits (it waits for running relay and writer transactions, and writes
+-- wait for it). On a busy deployment run
+--   DROP INDEX CONCURRENTLY outbox_pending_aggregate_idx;
+-- in the schema first; this migration then does nothing.
 DROP INDEX IF EXISTS outbox_pending_aggregate_idx;
