@@ -81,9 +81,9 @@ func value(data []byte, i, depth int) (int, bool) {
 	case c == '"':
 		return str(data, i+1)
 	case c == '{':
-		return object(data, i+1, depth+1)
+		return container(data, i+1, depth+1, '}')
 	case c == '[':
-		return array(data, i+1, depth+1)
+		return container(data, i+1, depth+1, ']')
 	case c == '-' || c >= '0' && c <= '9':
 		return number(data, i)
 	case c == 't':
@@ -197,56 +197,23 @@ func number(data []byte, i int) (int, bool) {
 	return i, true
 }
 
-// object checks an object whose '{' is just before data[i].
-func object(data []byte, i, depth int) (int, bool) {
+// container checks an object or an array whose opening bracket is just
+// before data[i]; closer is '}' or ']'.
+func container(data []byte, i, depth int, closer byte) (int, bool) {
 	if depth > maxDepth {
 		return i, false
 	}
 	i = skipSpace(data, i)
-	if i < len(data) && data[i] == '}' {
-		return i + 1, true
-	}
-	for {
-		if i >= len(data) || data[i] != '"' {
-			return i, false
-		}
-		var ok bool
-		if i, ok = str(data, i+1); !ok {
-			return i, false
-		}
-		i = skipSpace(data, i)
-		if i >= len(data) || data[i] != ':' {
-			return i, false
-		}
-		if i, ok = value(data, skipSpace(data, i+1), depth); !ok {
-			return i, false
-		}
-		i = skipSpace(data, i)
-		if i >= len(data) {
-			return i, false
-		}
-		switch data[i] {
-		case ',':
-			i = skipSpace(data, i+1)
-		case '}':
-			return i + 1, true
-		default:
-			return i, false
-		}
-	}
-}
-
-// array checks an array whose '[' is just before data[i].
-func array(data []byte, i, depth int) (int, bool) {
-	if depth > maxDepth {
-		return i, false
-	}
-	i = skipSpace(data, i)
-	if i < len(data) && data[i] == ']' {
+	if i < len(data) && data[i] == closer {
 		return i + 1, true
 	}
 	for {
 		var ok bool
+		if closer == '}' {
+			if i, ok = key(data, i); !ok {
+				return i, false
+			}
+		}
 		if i, ok = value(data, i, depth); !ok {
 			return i, false
 		}
@@ -257,10 +224,27 @@ func array(data []byte, i, depth int) (int, bool) {
 		switch data[i] {
 		case ',':
 			i = skipSpace(data, i+1)
-		case ']':
+		case closer:
 			return i + 1, true
 		default:
 			return i, false
 		}
 	}
+}
+
+// key checks an object member's `"name" :` at data[i] and returns where
+// its value starts.
+func key(data []byte, i int) (int, bool) {
+	if i >= len(data) || data[i] != '"' {
+		return i, false
+	}
+	i, ok := str(data, i+1)
+	if !ok {
+		return i, false
+	}
+	i = skipSpace(data, i)
+	if i >= len(data) || data[i] != ':' {
+		return i, false
+	}
+	return skipSpace(data, i+1), true
 }

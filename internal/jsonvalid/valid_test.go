@@ -77,44 +77,16 @@ func FuzzValid(f *testing.F) {
 // payload is the benchmarks' 256 B shape: a small object of strings and numbers.
 var payload = []byte(`{"session_id":"0193a1f2-7c4e-7d2a-9b1e-5f3c2a1d4e6f","cycle_id":"0193a1f2-7c4e-7d2a-9b1e-5f3c2a1d4e70","component":"objectives","title":"Choose where to live next year","score":0.8125,"done":false,"tags":["city","work"],"note":"caf\u00e9 \"quoted\""}`)
 
-func BenchmarkValid(b *testing.B) {
-	b.SetBytes(int64(len(payload)))
-	for b.Loop() {
-		if !Valid(payload) {
-			b.Fatal("invalid")
-		}
-	}
-}
+func BenchmarkValid(b *testing.B) { benchValid(b, Valid, payload) }
 
-func BenchmarkEncodingJSONValid(b *testing.B) {
-	b.SetBytes(int64(len(payload)))
-	for b.Loop() {
-		if !json.Valid(payload) {
-			b.Fatal("invalid")
-		}
-	}
-}
+func BenchmarkEncodingJSONValid(b *testing.B) { benchValid(b, json.Valid, payload) }
 
 // textPayload is a conversation-message shape: one long string.
 var textPayload = []byte(`{"role":"assistant","content":"` + strings.Repeat(`Let us list what matters most to you in this decision, then weigh each option against it. `, 20) + `"}`)
 
-func BenchmarkValidText(b *testing.B) {
-	b.SetBytes(int64(len(textPayload)))
-	for b.Loop() {
-		if !Valid(textPayload) {
-			b.Fatal("invalid")
-		}
-	}
-}
+func BenchmarkValidText(b *testing.B) { benchValid(b, Valid, textPayload) }
 
-func BenchmarkEncodingJSONValidText(b *testing.B) {
-	b.SetBytes(int64(len(textPayload)))
-	for b.Loop() {
-		if !json.Valid(textPayload) {
-			b.Fatal("invalid")
-		}
-	}
-}
+func BenchmarkEncodingJSONValidText(b *testing.B) { benchValid(b, json.Valid, textPayload) }
 
 // TestValidEveryByteAtEveryOffset puts each byte value at each position of
 // a string long enough for several 8-byte words, so every lane of the
@@ -148,6 +120,15 @@ func TestPrefixString(t *testing.T) {
 		n, ok := PrefixString(tc.in)
 		if ok != tc.ok || ok && n != tc.n {
 			t.Errorf("PrefixString(%q) = %d, %v; want %d, %v", tc.in, n, ok, tc.n, tc.ok)
+		}
+	}
+}
+
+func benchValid(b *testing.B, valid func([]byte) bool, data []byte) {
+	b.SetBytes(int64(len(data)))
+	for b.Loop() {
+		if !valid(data) {
+			b.Fatal("invalid")
 		}
 	}
 }
