@@ -358,7 +358,7 @@ func scanRecord(row pgx.Row) (outbox.Record, error) {
 // only from the lowest id passed over to the batch's highest;
 // otherwise no earlier row of a claimed aggregate can be pending, and the
 // check is skipped. This assumes only relays lock pending rows (SKIP
-// LOCKED passes a row locked by anyone else without the flag). fn
+// LOCKED passes a row locked by anyone else without recording it). fn
 // publishes; its outcome is written and the transaction committed, which
 // releases everything.
 func (o *Outbox) Claim(ctx context.Context, limit int, fn func(ctx context.Context, recs []outbox.Record) outbox.Outcome) (int, error) {
