@@ -5,6 +5,10 @@
 //	go run ./cmd/benchsuite -short     # CI smoke: small sizes, loose floors
 //	go run ./cmd/benchsuite -run 'B[12]$' -rounds 7
 //
+// Each case runs in a process of its own (this program, re-run for that
+// case), so no case measures another's leftovers; -one-process runs them
+// all here.
+//
 // It exits 1 when a correctness check fails or a case errors, and in -short
 // mode also when a floor (about half a target) is missed, so CI catches a
 // collapse without failing on noise. A missed full target is reported in
@@ -34,6 +38,8 @@ func run() int {
 	list := flag.Bool("list", false, "list the cases and their targets, run nothing")
 	quiet := flag.Bool("q", false, "no progress lines on stderr")
 	knownRE := flag.String("known-misses", "", `rows ("ID name") whose missed bar is reported but does not fail the run`)
+	together := flag.Bool("one-process", false, "run every case in this process instead of one process per case")
+	child := flag.Bool("child", false, "internal: run the cases here and print the report as JSON")
 	flag.Parse()
 
 	var re *regexp.Regexp
@@ -74,7 +80,23 @@ func run() int {
 	if *quiet {
 		progress = io.Discard
 	}
-	rep := bench.RunSuite(ctx, cfg, cases, progress)
+	if *child {
+		rep := bench.RunSuite(ctx, cfg, cases, progress)
+		if err := writeWire(os.Stdout, rep); err != nil {
+			fmt.Fprintf(os.Stderr, "benchsuite: %v\n", err)
+			return 2
+		}
+		if rep.FailedExcept(cfg.Mode, nil) {
+			return 1
+		}
+		return 0
+	}
+	var rep bench.Report
+	if *together {
+		rep = bench.RunSuite(ctx, cfg, cases, progress)
+	} else {
+		rep = runIsolated(ctx, cfg.WithDefaults(), cases, progress)
+	}
 	bench.WriteTable(os.Stdout, cfg, rep)
 	if rep.FailedExcept(cfg.Mode, cfg.KnownMisses) {
 		return 1
