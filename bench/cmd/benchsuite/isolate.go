@@ -98,6 +98,10 @@ func runIsolated(ctx context.Context, cfg bench.Config, cases []bench.Case, prog
 		var out bytes.Buffer
 		cmd := exec.CommandContext(ctx, self, args...)
 		cmd.Stdout, cmd.Stderr = &out, progress
+		// On cancel, interrupt the child so it cleans up its keys and
+		// schemas as this process would; kill it if it takes too long.
+		cmd.Cancel = func() error { return cmd.Process.Signal(os.Interrupt) }
+		cmd.WaitDelay = time.Minute
 		err := cmd.Run()
 		// A child exits 1 when its case failed; its report says why.
 		if mErr := mergeWire(&rep, out.Bytes()); mErr != nil {
