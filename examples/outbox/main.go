@@ -12,6 +12,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"io"
 	"log/slog"
 	"os"
 	"time"
@@ -44,19 +45,20 @@ func (e InvoiceIssued) AggregateID() string { return e.OrderID }
 func (InvoiceIssued) AggregateType() string { return "invoice" }
 
 func main() {
-	if err := run(); err != nil {
-		fmt.Fprintln(os.Stderr, "error:", err)
-		os.Exit(1)
-	}
-}
-
-func run() error {
 	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
 	defer cancel()
 	dsn := os.Getenv("DATABASE_URL")
 	if dsn == "" {
 		dsn = "postgres://postgres@127.0.0.1:5432/test"
 	}
+	if err := run(ctx, dsn, os.Stdout); err != nil {
+		fmt.Fprintln(os.Stderr, "error:", err)
+		os.Exit(1)
+	}
+}
+
+// run is the walkthrough, writing what happens to out.
+func run(ctx context.Context, dsn string, out io.Writer) error {
 	schema := fmt.Sprintf("eventkit_example_%d", time.Now().UnixNano())
 	cfg, err := pgxpool.ParseConfig(dsn)
 	if err != nil {
@@ -70,7 +72,7 @@ func run() error {
 	defer pool.Close()
 	defer func() {
 		_, _ = pool.Exec(context.Background(), "DROP SCHEMA IF EXISTS "+pgx.Identifier{schema}.Sanitize()+" CASCADE")
-		fmt.Println("dropped schema", schema)
+		fmt.Fprintln(out, "dropped schema", schema)
 	}()
 
 	// 1. Schema: the library's tables plus the app's own.
@@ -107,14 +109,14 @@ CREATE TABLE invoices (order_id text PRIMARY KEY)`); err != nil {
 		return outbox.Raise(ctx, InvoiceIssued{OrderID: env.AggregateID})
 	}), processed, "invoicer")
 	invoicer.OnDuplicate = func(_ context.Context, env eventbus.Envelope) {
-		fmt.Println("duplicate skipped:", env.EventType, env.EventID)
+		fmt.Fprintln(out, "duplicate skipped:", env.EventType, env.EventID)
 	}
 	if _, err := bus.Subscribe(ctx, "invoicer", invoicer, OrderPlaced{}.EventType()); err != nil {
 		return err
 	}
 	done := make(chan eventbus.Envelope, 1)
 	if _, err := bus.Subscribe(ctx, "printer", eventbus.HandlerFunc(func(_ context.Context, env eventbus.Envelope) error {
-		fmt.Printf("published: %s %s (causation %s)\n", env.EventType, env.AggregateID, env.Metadata.CausationID)
+		fmt.Fprintf(out, "published: %s %s (causation %s)\n", env.EventType, env.AggregateID, env.Metadata.CausationID)
 		if env.EventType == (InvoiceIssued{}).EventType() {
 			done <- env
 		}
@@ -154,9 +156,9 @@ CREATE TABLE invoices (order_id text PRIMARY KEY)`); err != nil {
 	if err := place(reqCtx, "o-1", 42); err != nil {
 		return err
 	}
-	fmt.Println("placed o-1")
+	fmt.Fprintln(out, "placed o-1")
 	if err := place(reqCtx, "o-2", 0); err != nil {
-		fmt.Println("o-2 rejected, rolled back:", err)
+		fmt.Fprintln(out, "o-2 rejected, rolled back:", err)
 	}
 
 	select {
@@ -179,6 +181,6 @@ CREATE TABLE invoices (order_id text PRIMARY KEY)`); err != nil {
 	if err != nil {
 		return err
 	}
-	fmt.Printf("orders=%d invoices=%d markers=%d outbox lag=%v relay=%+v\n", orders, invoices, markers, lag, relay.Stats())
+	fmt.Fprintf(out, "orders=%d invoices=%d markers=%d outbox lag=%v relay=%+v\n", orders, invoices, markers, lag, relay.Stats())
 	return nil
 }
