@@ -8,6 +8,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/choicesherpa/eventkit/eventbus"
 	"github.com/choicesherpa/eventkit/internal/testinfra"
 )
 
@@ -56,3 +57,51 @@ func benchPublish(b *testing.B, workers int) {
 
 func BenchmarkPublish1(b *testing.B)  { benchPublish(b, 1) }
 func BenchmarkPublish16(b *testing.B) { benchPublish(b, 16) }
+
+// BenchmarkConsume drains b.N pre-loaded entries through one consumer
+// group (read, decode, handle, ack) and reports allocations per entry.
+func BenchmarkConsume(b *testing.B) {
+	rdb, prefix := testinfra.Redis(b)
+	c := fastConfig(prefix + "events")
+	bus, err := New(rdb, c)
+	if err != nil {
+		b.Fatal(err)
+	}
+	defer bus.Close()
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	defer cancel()
+	env := mkEnv(b, 0, "k")
+	batch := make([]eventbus.Envelope, 0, 500)
+	for i := 0; i < b.N; {
+		batch = batch[:0]
+		for ; i < b.N && len(batch) < cap(batch); i++ {
+			binary.BigEndian.PutUint64(env.EventID[:8], uint64(i))
+			batch = append(batch, env)
+		}
+		if err := bus.Publish(ctx, batch...); err != nil {
+			b.Fatal(err)
+		}
+	}
+	var handled atomic.Int64
+	done := make(chan struct{})
+	b.ReportAllocs()
+	b.ResetTimer()
+	sub, err := bus.Subscribe(ctx, "bench", eventbus.HandlerFunc(func(context.Context, eventbus.Envelope) error {
+		if handled.Add(1) == int64(b.N) {
+			close(done)
+		}
+		return nil
+	}))
+	if err != nil {
+		b.Fatal(err)
+	}
+	select {
+	case <-done:
+	case <-ctx.Done():
+		b.Fatal("timed out")
+	}
+	if err := sub.Close(); err != nil {
+		b.Fatal(err)
+	}
+	b.StopTimer()
+}

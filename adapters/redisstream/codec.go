@@ -133,46 +133,52 @@ func (e *pubEntry) command(ctx context.Context, streamArg any) *redis.StringCmd 
 	return e.cmd
 }
 
-// entryType returns the type field of an entry, "" if missing.
-func entryType(values map[string]any) string {
-	s, _ := values[FieldType].(string)
-	return s
-}
-
-// decodeEntry turns a stream entry back into an envelope.
+// decodeEntry turns a stream entry go-redis parsed back into an envelope.
 func decodeEntry(entryID string, values map[string]any) (eventbus.Envelope, error) {
 	var env eventbus.Envelope
-	err := decodeInto(entryID, values, &env)
+	e := entriesFromMessages([]redis.XMessage{{ID: entryID, Values: values}})
+	err := decodeInto(&e[0], &env)
 	return env, err
 }
 
 // decodeInto decodes a stream entry into *env (the delivery's own storage,
-// so decoding allocates only the payload). On error env may be partly set.
-func decodeInto(entryID string, values map[string]any, env *eventbus.Envelope) error {
-	if len(values) != 3 {
-		for k := range values {
-			if k != FieldType && k != FieldID && k != FieldData {
-				return &MalformedEntryError{EntryID: entryID, Reason: "unknown field " + quoteField(k)}
-			}
+// so decoding allocates nothing for an entry read raw, and only the payload
+// copy otherwise). On error env may be partly set.
+func decodeInto(e *entry, env *eventbus.Envelope) error {
+	var typ, id, data string
+	dataAt := -1
+	for i := 0; i+1 < len(e.fields); i += 2 {
+		switch v := e.fields[i+1]; e.fields[i] {
+		case FieldType:
+			typ = v
+		case FieldID:
+			id = v
+		case FieldData:
+			data, dataAt = v, i+1
+		default:
+			return &MalformedEntryError{EntryID: e.id, Reason: "unknown field " + quoteField(e.fields[i])}
 		}
 	}
-	data, ok := values[FieldData].(string)
-	if !ok {
-		return &MalformedEntryError{EntryID: entryID, Reason: "missing data field"}
+	if dataAt < 0 {
+		return &MalformedEntryError{EntryID: e.id, Reason: "missing data field"}
 	}
-	if err := unmarshalEnvelope(data, env); err != nil {
+	var dataBytes []byte // data's own storage, when it is ours to share
+	if e.raw != nil && e.dataAt >= 0 {
+		dataBytes = e.raw[e.dataAt : e.dataAt+len(data) : e.dataAt+len(data)]
+	}
+	if err := unmarshalEnvelope(data, dataBytes, env); err != nil {
 		*env = eventbus.Envelope{}
-		return &MalformedEntryError{EntryID: entryID, Reason: "data is not an envelope", Err: err}
+		return &MalformedEntryError{EntryID: e.id, Reason: "data is not an envelope", Err: err}
 	}
 	// json.Unmarshal has checked the payload is valid JSON.
 	if err := validateHeader(env); err != nil {
-		return &MalformedEntryError{EntryID: entryID, Reason: "invalid envelope", Err: err}
+		return &MalformedEntryError{EntryID: e.id, Reason: "invalid envelope", Err: err}
 	}
-	if t, _ := values[FieldType].(string); t != env.EventType {
-		return &MalformedEntryError{EntryID: entryID, Reason: "type field does not match the envelope"}
+	if typ != env.EventType {
+		return &MalformedEntryError{EntryID: e.id, Reason: "type field does not match the envelope"}
 	}
-	if id, _ := values[FieldID].(string); !idMatches(id, env.EventID) {
-		return &MalformedEntryError{EntryID: entryID, Reason: "id field does not match the envelope"}
+	if !idMatches(id, env.EventID) {
+		return &MalformedEntryError{EntryID: e.id, Reason: "id field does not match the envelope"}
 	}
 	return nil
 }
@@ -188,17 +194,4 @@ func quoteField(k string) string {
 		k = k[:40] + "..."
 	}
 	return fmt.Sprintf("%q", k)
-}
-
-// rawFields copies an entry's fields for a dead-letter record.
-func rawFields(values map[string]any) map[string]string {
-	out := make(map[string]string, len(values))
-	for k, v := range values {
-		s, ok := v.(string)
-		if !ok {
-			s = fmt.Sprint(v)
-		}
-		out[k] = s
-	}
-	return out
 }

@@ -532,7 +532,7 @@ func TestHeartbeatDoesNotStealBack(t *testing.T) {
 	b := f.bus(t, c)
 	msgs := readRaw(t, f.rdb, f.stream, "g", "me", 2)
 	s := &subscription{bus: b, name: "g", held: map[string]map[string]struct{}{}}
-	s.hold(f.stream, msgs)
+	s.hold(f.stream, entriesFromMessages(msgs))
 	// Someone else takes the second entry.
 	require.NoError(t, f.rdb.XClaim(ctx, &redis.XClaimArgs{Stream: f.stream, Group: "g", Consumer: "other", Messages: []string{msgs[1].ID}}).Err())
 	time.Sleep(50 * time.Millisecond) // idle >= 50ms unless the heartbeat resets it

@@ -79,18 +79,18 @@ type subscription struct {
 
 type delivery struct {
 	stream string
-	id     string
-	values map[string]any
-	count  int64 // delivery count, from Redis
-	env    *eventbus.Envelope
-	decErr error
-	due    time.Time
-	envBuf eventbus.Envelope // env's storage
+	entry
+	fieldBuf [6]string // entry.fields' storage for up to three fields
+	count    int64     // delivery count, from Redis
+	env      *eventbus.Envelope
+	decErr   error
+	due      time.Time
+	envBuf   eventbus.Envelope // env's storage
 }
 
-// decode sets env (and decErr) from values.
+// decode sets env (and decErr) from the entry.
 func (d *delivery) decode() {
-	d.decErr = decodeInto(d.id, d.values, &d.envBuf)
+	d.decErr = decodeInto(&d.entry, &d.envBuf)
 	d.env = &d.envBuf
 }
 
@@ -448,6 +448,12 @@ func (s *subscription) onError(es *errorState, what string, err error) bool {
 	return sleepOrStop(s.bus.cfg.ReconnectBackoff.Delay(es.fails), s.stop)
 }
 
+// logFallback reports that a read reply had a shape the raw parser does
+// not know, so that reader goes on with go-redis's parsing.
+func (s *subscription) logFallback(err error) {
+	s.bus.log.Warn("redisstream: reading with go-redis's reply parser from now on", "group", s.name, "err", err)
+}
+
 func (s *subscription) onSuccess(es *errorState, what string) {
 	if es.logged {
 		s.bus.log.Info("redisstream: "+what+" recovered", "group", s.name, "failures", es.fails)
@@ -480,6 +486,7 @@ func (s *subscription) readLoop() {
 	defer s.loops.Done()
 	cfg := &s.bus.cfg
 	var es errorState
+	rd := newStreamReader(s.bus.rdb, s.streams, cfg.Block, s.logFallback)
 	// Phase 1: this consumer's own pending entries, stream by stream.
 	for _, st := range s.streams {
 		cursor := "0"
@@ -492,10 +499,8 @@ func (s *subscription) readLoop() {
 			// the same own idle entries this re-read returns; whichever runs
 			// second must see them held (notHeld), or both would run them.
 			s.claimMu.Lock()
-			res, err := s.bus.rdb.XReadGroup(s.readCtx, &redis.XReadGroupArgs{
-				Group: s.name, Consumer: cfg.Consumer, Streams: []string{st, cursor}, Count: int64(n), Block: -1,
-			}).Result()
-			if err != nil && !errors.Is(err, redis.Nil) {
+			res, err := rd.readGroup(s.readCtx, s.name, cfg.Consumer, []string{st}, []string{cursor}, n, -1)
+			if err != nil {
 				s.claimMu.Unlock()
 				s.release(n)
 				if isNoGroup(err) {
@@ -508,16 +513,16 @@ func (s *subscription) readLoop() {
 				continue
 			}
 			s.onSuccess(&es, "read pending")
-			var msgs []redis.XMessage
+			var msgs []entry
 			if len(res) > 0 {
-				msgs = res[0].Messages
+				msgs = res[0].entries
 			}
 			if len(msgs) == 0 {
 				s.claimMu.Unlock()
 				s.release(n)
 				break
 			}
-			cursor = msgs[len(msgs)-1].ID
+			cursor = msgs[len(msgs)-1].id
 			msgs = s.notHeld(st, msgs)
 			counts := s.pendingCounts(st, msgs)
 			s.dispatch(st, msgs, counts, 0, n)
@@ -525,12 +530,9 @@ func (s *subscription) readLoop() {
 		}
 	}
 	// Phase 2: new entries.
-	args := &redis.XReadGroupArgs{Group: s.name, Consumer: cfg.Consumer, Block: cfg.Block}
-	for _, st := range s.streams {
-		args.Streams = append(args.Streams, st)
-	}
-	for range s.streams {
-		args.Streams = append(args.Streams, ">")
+	newIDs := make([]string, len(s.streams))
+	for i := range newIDs {
+		newIDs[i] = ">"
 	}
 	es = errorState{}
 	for !s.stopping() {
@@ -538,9 +540,8 @@ func (s *subscription) readLoop() {
 		if n == 0 {
 			return
 		}
-		args.Count = int64(n)
-		res, err := s.bus.rdb.XReadGroup(s.readCtx, args).Result()
-		if err != nil && !errors.Is(err, redis.Nil) {
+		res, err := rd.readGroup(s.readCtx, s.name, cfg.Consumer, s.streams, newIDs, n, cfg.Block)
+		if err != nil {
 			s.release(n)
 			if s.stopping() {
 				return
@@ -564,14 +565,14 @@ func (s *subscription) readLoop() {
 		}
 		used := 0
 		for _, xs := range res {
-			if len(xs.Messages) == 0 {
+			if len(xs.entries) == 0 {
 				continue
 			}
 			if s.stopping() {
 				break // read after Close began: stays pending for us
 			}
-			s.dispatch(xs.Stream, xs.Messages, nil, 1, len(xs.Messages))
-			used += len(xs.Messages)
+			s.dispatch(xs.stream, xs.entries, nil, 1, len(xs.entries))
+			used += len(xs.entries)
 		}
 		if used < n {
 			s.release(n - used)
@@ -635,20 +636,20 @@ func (s *subscription) recoverUnheld() {
 			if len(msgs) > 0 {
 				s.bus.log.Info("redisstream: recovered entries whose read reply was lost", "group", s.name, "stream", st, "count", len(msgs))
 			}
-			s.dispatch(st, s.notHeld(st, msgs), counts, 2, n)
+			s.dispatch(st, s.notHeld(st, entriesFromMessages(msgs)), counts, 2, n)
 			ids = ids[n:]
 		}
 	}
 }
 
 // pendingCounts returns the delivery counts of msgs in this consumer's PEL.
-func (s *subscription) pendingCounts(stream string, msgs []redis.XMessage) map[string]int64 {
+func (s *subscription) pendingCounts(stream string, msgs []entry) map[string]int64 {
 	if len(msgs) == 0 {
 		return nil
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), s.bus.cfg.WriteTimeout)
 	defer cancel()
-	lo, hi := msgs[0].ID, msgs[len(msgs)-1].ID
+	lo, hi := msgs[0].id, msgs[len(msgs)-1].id
 	pend, err := s.bus.rdb.XPendingExt(ctx, &redis.XPendingExtArgs{
 		Stream: stream, Group: s.name, Start: lo, End: hi, Count: int64(len(msgs) + cap(s.slots) + 1000), Consumer: s.bus.cfg.Consumer,
 	}).Result()
@@ -664,7 +665,7 @@ func (s *subscription) pendingCounts(stream string, msgs []redis.XMessage) map[s
 
 // dispatch hands msgs (for which n slots are held) to the workers. A count
 // from counts wins over def (0 = unknown, assume a redelivery).
-func (s *subscription) dispatch(stream string, msgs []redis.XMessage, counts map[string]int64, def int64, n int) {
+func (s *subscription) dispatch(stream string, msgs []entry, counts map[string]int64, def int64, n int) {
 	s.workMu.RLock()
 	defer s.workMu.RUnlock()
 	if s.workClosed {
@@ -675,9 +676,9 @@ func (s *subscription) dispatch(stream string, msgs []redis.XMessage, counts map
 	}
 	s.hold(stream, msgs)
 	for i := range msgs {
-		m := &msgs[i]
-		d := &delivery{stream: stream, id: m.ID, values: m.Values, count: def}
-		if c, ok := counts[m.ID]; ok {
+		d := &delivery{stream: stream, entry: msgs[i], count: def}
+		d.own(d.fieldBuf[:])
+		if c, ok := counts[d.id]; ok {
 			d.count = c
 		}
 		if d.count <= 0 {
@@ -693,7 +694,7 @@ func (s *subscription) dispatch(stream string, msgs []redis.XMessage, counts map
 func (s *subscription) route(d *delivery) {
 	idx := 0
 	if len(s.work) > 1 {
-		if d.env == nil && d.decErr == nil && d.values != nil {
+		if d.env == nil && d.decErr == nil && d.fields != nil {
 			d.decode()
 		}
 		if d.env != nil && d.decErr == nil {
@@ -707,7 +708,7 @@ func (s *subscription) route(d *delivery) {
 	s.work[idx] <- d // never blocks: capacity equals the slot count
 }
 
-func (s *subscription) hold(stream string, msgs []redis.XMessage) {
+func (s *subscription) hold(stream string, msgs []entry) {
 	if s.broadcast {
 		return
 	}
@@ -718,7 +719,7 @@ func (s *subscription) hold(stream string, msgs []redis.XMessage) {
 		s.held[stream] = m
 	}
 	for i := range msgs {
-		m[msgs[i].ID] = struct{}{}
+		m[msgs[i].id] = struct{}{}
 	}
 	s.heldMu.Unlock()
 }
@@ -726,7 +727,7 @@ func (s *subscription) hold(stream string, msgs []redis.XMessage) {
 // notHeld drops entries this consumer already holds (possible only when
 // heartbeats failed for longer than MinIdle) so one process never runs an
 // entry twice at once.
-func (s *subscription) notHeld(stream string, msgs []redis.XMessage) []redis.XMessage {
+func (s *subscription) notHeld(stream string, msgs []entry) []entry {
 	s.heldMu.Lock()
 	defer s.heldMu.Unlock()
 	m := s.held[stream]
@@ -735,7 +736,7 @@ func (s *subscription) notHeld(stream string, msgs []redis.XMessage) []redis.XMe
 	}
 	out := msgs[:0]
 	for _, x := range msgs {
-		if _, ok := m[x.ID]; !ok {
+		if _, ok := m[x.id]; !ok {
 			out = append(out, x)
 		}
 	}
@@ -783,15 +784,15 @@ func (s *subscription) wants(typ string) bool {
 // against Concurrency+Buffer, which bounds memory and applies backpressure).
 func (s *subscription) process(d *delivery) (keepSlot bool) {
 	b := s.bus
-	if d.values == nil {
+	if d.fields == nil {
 		// The entry was deleted or trimmed while pending.
 		b.counters.lostEntries.Add(1)
 		b.log.Warn("redisstream: pending entry no longer exists; counted as lost", "group", s.name, "stream", d.stream, "entry", d.id)
 		s.ack(d, nil)
 		return false
 	}
-	if s.types != nil && !s.wants(entryType(d.values)) {
-		if _, hasType := d.values[FieldType]; hasType {
+	if s.types != nil && !s.wants(d.entryType()) {
+		if _, hasType := d.field(FieldType); hasType {
 			b.counters.skipped.Add(1)
 			s.ack(d, nil)
 			return false
@@ -882,9 +883,9 @@ func (s *subscription) deadLetter(d *delivery, reason string, cause error) (keep
 		rec.EventID = d.env.EventID.String()
 		rec.EventType = d.env.EventType
 	} else {
-		rec.Raw = rawFields(d.values)
-		rec.EventID, _ = d.values[FieldID].(string)
-		rec.EventType = entryType(d.values)
+		rec.Raw = d.rawFields()
+		rec.EventID, _ = d.field(FieldID)
+		rec.EventType = d.entryType()
 	}
 	if rec.EventID != "" {
 		rec.ID = deadletter.RecordID(s.name, rec.EventID)
@@ -1073,7 +1074,7 @@ func (s *subscription) scheduleRetry(d *delivery, delay time.Duration) bool {
 		return false
 	}
 	d.due = time.Now().Add(delay)
-	d.env, d.decErr, d.values = nil, nil, nil
+	d.env, d.decErr, d.fields, d.raw = nil, nil, nil, nil
 	s.retryMu.Lock()
 	i := sort.Search(len(s.retries), func(i int) bool { return s.retries[i].due.After(d.due) })
 	s.retries = slices.Insert(s.retries, i, d)
@@ -1159,7 +1160,7 @@ func (s *subscription) retryLoop() {
 					s.bus.counters.lostEntries.Add(1)
 				}
 			}
-			s.dispatch(st, msgs, counts, 2, n)
+			s.dispatch(st, entriesFromMessages(msgs), counts, 2, n)
 		}
 	}
 }
@@ -1289,13 +1290,13 @@ func (s *subscription) claimOnce(es *errorState) {
 				s.bus.counters.lostEntries.Add(int64(len(deleted)))
 				s.bus.log.Warn("redisstream: pending entries were deleted or trimmed; counted as lost", "group", s.name, "stream", st, "count", len(deleted))
 			}
-			msgs = s.notHeld(st, msgs)
+			claimed := s.notHeld(st, entriesFromMessages(msgs))
 			var counts map[string]int64
-			if len(msgs) > 0 {
-				counts = s.pendingCounts(st, msgs)
-				s.bus.log.Info("redisstream: claimed idle entries", "group", s.name, "stream", st, "count", len(msgs))
+			if len(claimed) > 0 {
+				counts = s.pendingCounts(st, claimed)
+				s.bus.log.Info("redisstream: claimed idle entries", "group", s.name, "stream", st, "count", len(claimed))
 			}
-			s.dispatch(st, msgs, counts, 2, n)
+			s.dispatch(st, claimed, counts, 2, n)
 			if next == "0-0" || next == "" {
 				break
 			}
@@ -1376,7 +1377,7 @@ func (s *subscription) broadcastLoop(last []string) {
 	defer s.loops.Done()
 	cfg := &s.bus.cfg
 	var es errorState
-	args := &redis.XReadArgs{Block: cfg.Block, Streams: make([]string, 2*len(s.streams))}
+	rd := newStreamReader(s.bus.rdb, s.streams, cfg.Block, s.logFallback)
 	idx := make(map[string]int, len(s.streams))
 	for i, st := range s.streams {
 		idx[st] = i
@@ -1386,11 +1387,8 @@ func (s *subscription) broadcastLoop(last []string) {
 		if n == 0 {
 			return
 		}
-		copy(args.Streams, s.streams)
-		copy(args.Streams[len(s.streams):], last)
-		args.Count = int64(n)
-		res, err := s.bus.rdb.XRead(s.readCtx, args).Result()
-		if err != nil && !errors.Is(err, redis.Nil) {
+		res, err := rd.read(s.readCtx, s.streams, last, n, cfg.Block)
+		if err != nil {
 			s.release(n)
 			if s.stopping() || !s.onError(&es, "broadcast read", err) {
 				return
@@ -1400,15 +1398,15 @@ func (s *subscription) broadcastLoop(last []string) {
 		s.onSuccess(&es, "broadcast read")
 		used := 0
 		for _, xs := range res {
-			if len(xs.Messages) == 0 {
+			if len(xs.entries) == 0 {
 				continue
 			}
-			last[idx[xs.Stream]] = xs.Messages[len(xs.Messages)-1].ID
+			last[idx[xs.stream]] = xs.entries[len(xs.entries)-1].id
 			if s.stopping() {
 				break
 			}
-			s.dispatch(xs.Stream, xs.Messages, nil, 1, len(xs.Messages))
-			used += len(xs.Messages)
+			s.dispatch(xs.stream, xs.entries, nil, 1, len(xs.entries))
+			used += len(xs.entries)
 		}
 		if used < n {
 			s.release(n - used)

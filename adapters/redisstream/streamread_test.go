@@ -1,0 +1,261 @@
+package redisstream
+
+import (
+	"fmt"
+	"strconv"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/redis/go-redis/v9"
+	"github.com/stretchr/testify/require"
+
+	"github.com/choicesherpa/eventkit/internal/testinfra"
+)
+
+// resp builds RESP replies for parser tests.
+type resp struct{ strings.Builder }
+
+func (r *resp) arr(n int) *resp { fmt.Fprintf(r, "*%d\r\n", n); return r }
+func (r *resp) m(n int) *resp   { fmt.Fprintf(r, "%%%d\r\n", n); return r }
+func (r *resp) bulk(s string) *resp {
+	fmt.Fprintf(r, "$%d\r\n%s\r\n", len(s), s)
+	return r
+}
+func (r *resp) raw(s string) *resp { r.WriteString(s); return r }
+
+// rawEntry parses a one-entry RESP2 XREADGROUP reply.
+func rawEntry(t testing.TB, id string, fields ...string) entry {
+	t.Helper()
+	var b resp
+	b.arr(1).arr(2).bulk("s").arr(1).arr(2).bulk(id).arr(len(fields))
+	for _, f := range fields {
+		b.bulk(f)
+	}
+	rd := &streamReader{streams: []string{"s"}}
+	res, err := rd.parse([]byte(b.String()))
+	require.NoError(t, err)
+	require.Len(t, res, 1)
+	require.Len(t, res[0].entries, 1)
+	return res[0].entries[0]
+}
+
+func TestParseReplyShapes(t *testing.T) {
+	entryBody := func(b *resp) { b.arr(2).bulk("1-1").arr(4).bulk("type").bulk("a.v1").bulk("data").bulk("{}") }
+	resp2 := new(resp)
+	resp2.arr(2).arr(2).bulk("s1").arr(1)
+	entryBody(resp2)
+	resp2.arr(2).bulk("s2").arr(2).arr(2).bulk("2-1").raw("*-1\r\n").arr(2).bulk("2-2").arr(2).bulk("x").bulk("")
+	resp3 := new(resp)
+	resp3.m(2).bulk("s1").arr(1)
+	entryBody(resp3)
+	resp3.bulk("s2").arr(2).arr(2).bulk("2-1").raw("_\r\n").arr(2).bulk("2-2").m(1).bulk("x").bulk("")
+	for name, reply := range map[string]string{"RESP2": resp2.String(), "RESP3": resp3.String()} {
+		t.Run(name, func(t *testing.T) {
+			rd := &streamReader{streams: []string{"s1", "s2"}}
+			res, err := rd.parse([]byte(reply))
+			require.NoError(t, err)
+			require.Len(t, res, 2)
+			require.Equal(t, "s1", res[0].stream)
+			require.Equal(t, "s2", res[1].stream)
+			e := res[0].entries[0]
+			require.Equal(t, "1-1", e.id)
+			require.Equal(t, []string{"type", "a.v1", "data", "{}"}, e.fields)
+			require.Equal(t, "{}", string(e.raw[e.dataAt:e.dataAt+2]))
+			gone := res[1].entries[0]
+			require.Equal(t, "2-1", gone.id)
+			require.Nil(t, gone.fields, "a deleted entry has no field list")
+			empty := res[1].entries[1]
+			require.Equal(t, []string{"x", ""}, empty.fields)
+			require.Equal(t, -1, empty.dataAt)
+		})
+	}
+	for _, null := range []string{"*-1\r\n", "_\r\n"} {
+		res, err := (&streamReader{}).parse([]byte(null))
+		require.NoError(t, err)
+		require.Empty(t, res, "no entries within BLOCK")
+	}
+}
+
+func TestParseReplyErrors(t *testing.T) {
+	for _, reply := range []string{"-NOGROUP No such key 's' or consumer group 'g'\r\n", "!45\r\nNOGROUP No such key 's' or consumer group 'g'\r\n"} {
+		_, err := (&streamReader{}).parse([]byte(reply))
+		require.True(t, isNoGroup(err), "%q: %v", reply, err)
+		var rerr redis.Error
+		require.ErrorAs(t, err, &rerr, "a server reply, as go-redis reports it")
+	}
+	var valid resp
+	valid.arr(1).arr(2).bulk("s").arr(1).arr(2).bulk("1-1").arr(2).bulk("data").bulk("{}")
+	full := valid.String()
+	for i := range len(full) {
+		_, err := (&streamReader{streams: []string{"s"}}).parse([]byte(full[:i]))
+		var perr *protocolError
+		require.ErrorAs(t, err, &perr, "truncated at %d", i)
+	}
+	for _, bad := range []string{
+		"+OK\r\n",
+		"*1\r\n*3\r\n",
+		"*1\r\n*2\r\n$1\r\ns\r\n*1\r\n*2\r\n$3\r\n1-1\r\n*1\r\n$1\r\nx\r\n", // odd field list
+		"*1\r\n*2\r\n$1\r\ns\r\n*1\r\n*2\r\n$3\r\n1-1\r\n:5\r\n",
+		"*1\r\n*2\r\n$1\r\ns\r\n*1\r\n*2\r\n$9\r\n1-1\r\n*0\r\n", // bulk longer than its line
+		"*99999999999999999999\r\n",
+		"*x\r\n",
+		"|1\r\n+a\r\n+b\r\n*-1\r\n", // RESP3 attribute: not a shape XREADGROUP sends
+	} {
+		_, err := (&streamReader{streams: []string{"s"}}).parse([]byte(bad))
+		var perr *protocolError
+		require.ErrorAs(t, err, &perr, "%q", bad)
+	}
+}
+
+// A repeated field name resolves to its last value, as go-redis's map
+// would, and the payload is sliced from that value.
+func TestParseRepeatedData(t *testing.T) {
+	env := mkEnv(t, 1, "k")
+	fields, err := encodeEntry(&env, 0)
+	require.NoError(t, err)
+	e := rawEntry(t, "1-1", FieldData, "junk", FieldType, fields[1].(string), FieldID, fields[3].(string), FieldData, string(fields[5].([]byte)))
+	d := &delivery{entry: e}
+	d.decode()
+	require.NoError(t, d.decErr)
+	require.Equal(t, env, *d.env)
+}
+
+// Against the real server, in both protocols, the raw reader returns what
+// go-redis's parser does: fields, values, deleted entries, and a NOGROUP
+// error it recognises.
+func TestStreamReaderMatchesGoRedis(t *testing.T) {
+	t.Parallel()
+	base, prefix := testinfra.Redis(t)
+	ctx := ctxT(t)
+	for _, proto := range []int{2, 3} {
+		t.Run("RESP"+strconv.Itoa(proto), func(t *testing.T) {
+			opt := *base.Options()
+			opt.Protocol = proto
+			rdb := redis.NewClient(&opt)
+			defer rdb.Close()
+			stream := prefix + "raw" + strconv.Itoa(proto)
+			var ids []string
+			for _, values := range [][]any{
+				{"type", "a.v1", "id", "x", "data", `{"k":"ü \r\n"}`},
+				{"only", ""},
+				{"data", "1", "data", "2"},
+				{"gone", "soon"},
+			} {
+				id, err := rdb.XAdd(ctx, &redis.XAddArgs{Stream: stream, Values: values}).Result()
+				require.NoError(t, err)
+				ids = append(ids, id)
+			}
+			require.NoError(t, rdb.XGroupCreate(ctx, stream, "g", "0").Err())
+			rd := newStreamReader(rdb, []string{stream}, time.Second, nil)
+			require.NotNil(t, rd.raw, "a plain client takes the raw path")
+			res, err := rd.readGroup(ctx, "g", "c", []string{stream}, []string{">"}, 10, 100*time.Millisecond)
+			require.NoError(t, err)
+			require.Len(t, res, 1)
+			require.Equal(t, stream, res[0].stream)
+			require.Len(t, res[0].entries, 4)
+			require.NoError(t, rdb.XDel(ctx, stream, ids[3]).Err())
+
+			// Re-read the pending entries both ways: the deleted one comes
+			// back without fields.
+			raw, err := rd.readGroup(ctx, "g", "c", []string{stream}, []string{"0"}, 10, -1)
+			require.NoError(t, err)
+			want, err := rdb.XReadGroup(ctx, &redis.XReadGroupArgs{Group: "g", Consumer: "c", Streams: []string{stream, "0"}, Count: 10, Block: -1}).Result()
+			require.NoError(t, err)
+			got := raw[0].entries
+			require.Len(t, got, 4)
+			require.Len(t, want[0].Messages, 4)
+			for i, m := range want[0].Messages {
+				require.Equal(t, m.ID, got[i].id)
+				if m.Values == nil {
+					require.Nil(t, got[i].fields, m.ID)
+					continue
+				}
+				asMap := map[string]any{}
+				for j := 0; j < len(got[i].fields); j += 2 {
+					asMap[got[i].fields[j]] = got[i].fields[j+1]
+				}
+				require.Equal(t, m.Values, asMap)
+			}
+			require.Nil(t, got[3].fields, "the deleted entry")
+
+			// Nothing new within BLOCK: no entries, no error.
+			res, err = rd.readGroup(ctx, "g", "c", []string{stream}, []string{">"}, 10, 10*time.Millisecond)
+			require.NoError(t, err)
+			require.Empty(t, res)
+
+			_, err = rd.readGroup(ctx, "nogroup", "c", []string{stream}, []string{">"}, 10, 10*time.Millisecond)
+			require.True(t, isNoGroup(err), "%v", err)
+			require.NotNil(t, rd.raw, "an error reply is not a parse failure")
+		})
+	}
+}
+
+// hiddenRaw hides DoRaw, as a client wrapper would.
+type hiddenRaw struct{ redis.UniversalClient }
+
+func TestStreamReaderFallsBack(t *testing.T) {
+	base, _ := testinfra.Redis(t)
+	require.Nil(t, newStreamReader(hiddenRaw{base}, nil, time.Second, nil).raw, "no raw method: parsed path")
+	opt := *base.Options()
+	opt.ReadTimeout = 2 * time.Second
+	short := redis.NewClient(&opt)
+	defer short.Close()
+	require.Nil(t, newStreamReader(short, nil, 1500*time.Millisecond, nil).raw, "a read timeout BLOCK could outlast: parsed path")
+	require.NotNil(t, newStreamReader(short, nil, time.Second, nil).raw)
+}
+
+// The whole bus works on the parsed path too (a client wrapper without
+// DoRawWriteTo).
+func TestBusOnParsedPath(t *testing.T) {
+	t.Parallel()
+	f := setup(t)
+	ctx := ctxT(t)
+	b, err := New(hiddenRaw{f.rdb}, f.config())
+	require.NoError(t, err)
+	defer b.Close()
+	envs := mkEnvs(t, 50)
+	rec := newRecorder(len(envs), nil)
+	_, err = b.Subscribe(ctx, "g", rec)
+	require.NoError(t, err)
+	require.NoError(t, b.Publish(ctx, envs...))
+	rec.wait(t, 10*time.Second)
+	for _, env := range envs {
+		require.Equal(t, env, rec.ok[env.EventID])
+	}
+}
+
+// Any reply either parses or fails with an error, never a panic, and what
+// parses is well formed.
+func FuzzParseReply(f *testing.F) {
+	var ok resp
+	ok.arr(1).arr(2).bulk("s").arr(2).arr(2).bulk("1-1").arr(6).bulk("type").bulk("a.v1").bulk("id").bulk("x").bulk("data").bulk("{}").arr(2).bulk("1-2").raw("*-1\r\n")
+	var ok3 resp
+	ok3.m(1).bulk("s").arr(1).arr(2).bulk("1-1").m(1).bulk("data").bulk("{}")
+	for _, seed := range []string{ok.String(), ok3.String(), "*-1\r\n", "_\r\n", "-NOGROUP x\r\n", "!3\r\nERR\r\n", "+1-1\r\n"} {
+		f.Add([]byte(seed))
+	}
+	f.Fuzz(func(t *testing.T, b []byte) {
+		rd := &streamReader{streams: []string{"s"}}
+		res, err := rd.parse(b)
+		if err != nil {
+			return
+		}
+		for _, se := range res {
+			for _, e := range se.entries {
+				if e.fields == nil {
+					continue
+				}
+				if len(e.fields)%2 != 0 {
+					t.Fatalf("odd field list %q", e.fields)
+				}
+				if e.dataAt >= 0 {
+					data, _ := e.field(FieldData)
+					if string(e.raw[e.dataAt:e.dataAt+len(data)]) != data {
+						t.Fatalf("dataAt %d does not point at the data value", e.dataAt)
+					}
+				}
+			}
+		}
+	})
+}
