@@ -78,7 +78,8 @@ type RelayHooks struct {
 	OnPublishError func(ctx context.Context, env eventbus.Envelope, attempt int, err error)
 	// OnQuarantine runs for each row that was quarantined.
 	OnQuarantine func(ctx context.Context, env eventbus.Envelope, err error)
-	// OnLag reports the age of the oldest pending row (0 when none).
+	// OnLag reports the lag: the age of the oldest pending row in queue
+	// order, the one the relay takes next (0 when none; see Relay.Lag).
 	OnLag func(ctx context.Context, lag time.Duration)
 	// OnStoreError runs when a claim or lag query failed.
 	OnStoreError func(ctx context.Context, err error)
@@ -100,7 +101,7 @@ type BatchStats struct {
 // RelayStats are cumulative counters of a relay.
 type RelayStats struct {
 	Batches, Claimed, Published, Failed, Quarantined, StoreErrors int64
-	// Lag is the last measured age of the oldest pending row.
+	// Lag is the last measured lag (see Relay.Lag).
 	Lag time.Duration
 }
 
@@ -181,7 +182,10 @@ func (r *Relay) Stats() RelayStats {
 	}
 }
 
-// Lag measures the age of the oldest pending row now (0 when none).
+// Lag measures the age of the oldest pending row in queue order, the one
+// the relay takes next (0 when none), by its creation time. A row that a
+// long transaction wrote and committed late is queued behind rows
+// committed before it, and is counted once it reaches the head.
 func (r *Relay) Lag(ctx context.Context) (time.Duration, error) {
 	created, now, ok, err := r.cfg.Store.OldestPending(ctx)
 	if err != nil || !ok {
@@ -440,6 +444,9 @@ func (r *Relay) process(ctx context.Context, recs []Record) (Outcome, bool) {
 	blocked := map[aggKey]bool{}
 	var ok []eventbus.Envelope
 	for i := range recs {
+		if ctx.Err() != nil {
+			break // BatchTimeout: the rest is released untouched
+		}
 		rec := &recs[i]
 		k := aggKey{rec.Envelope.AggregateType, rec.Envelope.AggregateID}
 		if blocked[k] {

@@ -59,12 +59,15 @@ type Outcome struct {
 // earlier one of the same aggregate is claimed elsewhere, backing off or not
 // yet handed out). Claim calls fn with the records (it may call fn with none
 // and must not call it at all on error) and applies the outcome fn returns
-// atomically with releasing the claim; if applying it fails, nothing is
-// marked and the records are claimed again later.
+// atomically with releasing the claim, even when fn has used up ctx's
+// deadline (a published record must not be published again for want of
+// time to mark it); if applying it fails, nothing is marked and the
+// records are claimed again later.
 type Store interface {
 	Claim(ctx context.Context, limit int, fn func(ctx context.Context, recs []Record) Outcome) (claimed int, err error)
-	// OldestPending returns the creation time of the oldest pending
-	// (unpublished, not quarantined) record; ok is false when there is none.
+	// OldestPending returns the creation time of the first pending
+	// (unpublished, not quarantined) record in queue order, and the store's
+	// clock; ok is false when there is none.
 	OldestPending(ctx context.Context) (created time.Time, now time.Time, ok bool, err error)
 	// Quarantined lists quarantined records, oldest first, at most limit.
 	Quarantined(ctx context.Context, limit int) ([]Record, error)

@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"log/slog"
 	"strings"
+	"sync/atomic"
 	"time"
 
 	"github.com/choicesherpa/eventkit/eventbus"
@@ -78,10 +79,12 @@ type OutboxConfig struct {
 // their transactions, and the Store (plus wake-up source and cleanup store)
 // the relay and the cleanup job use. It is safe for concurrent use.
 type Outbox struct {
-	pool    *pgxpool.Pool
-	cfg     OutboxConfig
-	table   string // sanitized, possibly schema-qualified
-	lockKey int32  // hashtext of the qualified table name
+	pool  *pgxpool.Pool
+	cfg   OutboxConfig
+	table string // sanitized, possibly schema-qualified
+	// lockKey is the first key of the table's advisory locks: its OID + 1
+	// (0 until known; see tableKey).
+	lockKey atomic.Int64
 	log     *slog.Logger
 
 	insertSQL, insertNotifySQL       string
@@ -139,7 +142,6 @@ func NewOutbox(pool *pgxpool.Pool, cfg *OutboxConfig) (*Outbox, error) {
 	}
 	o := &Outbox{pool: pool, cfg: c, table: qualify(c.Schema, c.Table), log: log}
 	o.notifier.o, o.notifier.window = o, c.NotifyCoalesce
-	o.lockKey = hashKey(c.Schema + "." + c.Table)
 	o.insertSQL = `INSERT INTO ` + o.table + ` (event_id, event_type, schema_version, aggregate_type, aggregate_id, payload, metadata, occurred_at)
 SELECT u.event_id, u.event_type, u.schema_version, u.aggregate_type, u.aggregate_id, u.payload, u.metadata, u.occurred_at
 FROM unnest($1::uuid[], $2::text[], $3::int[], $4::text[], $5::text[], $6::json[], $7::jsonb[], $8::timestamptz[])
@@ -189,8 +191,23 @@ func qualify(schema, table string) string {
 	return pgx.Identifier{schema, table}.Sanitize()
 }
 
-// hashKey is a stable 32-bit FNV-1a hash, the first key of the advisory
-// locks this package takes for one table.
+// tableKey returns the first key of the table's advisory locks (the
+// aggregate locks of Claim, the cleanup lock): the table's OID, looked up
+// once. Every Outbox on one table agrees on it however its name was
+// written (schema-qualified, or found through search_path).
+func (o *Outbox) tableKey(ctx context.Context, conn *pgxpool.Conn) (int32, error) {
+	if k := o.lockKey.Load(); k != 0 {
+		return int32(uint32(k - 1)), nil
+	}
+	var oid uint32
+	if err := conn.QueryRow(ctx, "SELECT $1::regclass::oid", o.table).Scan(&oid); err != nil {
+		return 0, fmt.Errorf("postgres outbox: resolve table %s: %w", o.table, err)
+	}
+	o.lockKey.Store(int64(oid) + 1)
+	return int32(oid), nil
+}
+
+// hashKey is a stable 32-bit FNV-1a hash.
 func hashKey(s string) int32 {
 	h := uint32(2166136261)
 	for i := 0; i < len(s); i++ {
@@ -360,7 +377,10 @@ func scanRecord(row pgx.Row) (outbox.Record, error) {
 // check is skipped. This assumes only relays lock pending rows (SKIP
 // LOCKED passes a row locked by anyone else without recording it). fn
 // publishes; its outcome is written and the transaction committed, which
-// releases everything.
+// releases everything. The outcome is written on a context of its own
+// (markTimeout, not ctx's deadline): rows fn published are marked even when
+// publishing used up ctx, instead of being published again by the next
+// claim.
 func (o *Outbox) Claim(ctx context.Context, limit int, fn func(ctx context.Context, recs []outbox.Record) outbox.Outcome) (int, error) {
 	if limit <= 0 {
 		limit = outbox.DefaultBatchSize
@@ -372,6 +392,10 @@ func (o *Outbox) Claim(ctx context.Context, limit int, fn func(ctx context.Conte
 	// A connection whose transaction could not be ended is not idle: the
 	// pool destroys it on Release.
 	defer conn.Release()
+	key, err := o.tableKey(ctx, conn)
+	if err != nil {
+		return 0, err
+	}
 	ended := false
 	defer func() {
 		if !ended {
@@ -382,7 +406,7 @@ func (o *Outbox) Claim(ctx context.Context, limit int, fn func(ctx context.Conte
 	// COMMIT: three round trips per batch instead of five.
 	b := &pgx.Batch{}
 	b.Queue("BEGIN")
-	b.Queue(o.claimSQL, limit, o.lockKey)
+	b.Queue(o.claimSQL, limit, key)
 	b.Queue(claimPassedSQL)
 	br := conn.SendBatch(ctx, b)
 	if _, err := br.Exec(); err != nil {
@@ -415,10 +439,12 @@ func (o *Outbox) Claim(ctx context.Context, limit int, fn func(ctx context.Conte
 		}
 	}
 	out := fn(ctx, recs)
+	mctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), markTimeout)
+	defer cancel()
 	b = &pgx.Batch{}
 	o.queueOutcome(b, out)
 	b.Queue("COMMIT")
-	br = conn.SendBatch(ctx, b)
+	br = conn.SendBatch(mctx, b)
 	for range b.Len() - 1 {
 		if _, err := br.Exec(); err != nil {
 			_ = br.Close()
@@ -438,6 +464,9 @@ func (o *Outbox) Claim(ctx context.Context, limit int, fn func(ctx context.Conte
 	}
 	return len(recs), nil
 }
+
+// markTimeout bounds writing a claim's outcome and committing it.
+const markTimeout = 30 * time.Second
 
 // dropBlocked removes claimed rows that have an earlier pending,
 // non-quarantined row of their aggregate that was not claimed. It runs with
@@ -519,7 +548,9 @@ WHERE o.id = f.id`, ids, errs, delays, quar)
 	}
 }
 
-// OldestPending implements outbox.Store.
+// OldestPending implements outbox.Store: the first pending row in id order
+// (one index probe, whatever the backlog); created_at is its transaction's
+// start.
 func (o *Outbox) OldestPending(ctx context.Context) (time.Time, time.Time, bool, error) {
 	var created, now time.Time
 	err := o.pool.QueryRow(ctx, `SELECT created_at, now() FROM `+o.table+`
@@ -585,8 +616,13 @@ func (o *Outbox) TryLock(ctx context.Context) (func(), bool, error) {
 	if err != nil {
 		return nil, false, fmt.Errorf("postgres outbox: cleanup lock: %w", err)
 	}
+	key, err := o.tableKey(ctx, conn)
+	if err != nil {
+		conn.Release()
+		return nil, false, err
+	}
 	var ok bool
-	if err := conn.QueryRow(ctx, "SELECT pg_try_advisory_lock($1, $2)", o.lockKey, int32(0x636c6e)).Scan(&ok); err != nil {
+	if err := conn.QueryRow(ctx, "SELECT pg_try_advisory_lock($1, $2)", key, int32(0x636c6e)).Scan(&ok); err != nil {
 		conn.Release()
 		return nil, false, fmt.Errorf("postgres outbox: cleanup lock: %w", err)
 	}
@@ -597,7 +633,7 @@ func (o *Outbox) TryLock(ctx context.Context) (func(), bool, error) {
 	release := func() {
 		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
 		defer cancel()
-		if _, err := conn.Exec(ctx, "SELECT pg_advisory_unlock($1, $2)", o.lockKey, int32(0x636c6e)); err != nil {
+		if _, err := conn.Exec(ctx, "SELECT pg_advisory_unlock($1, $2)", key, int32(0x636c6e)); err != nil {
 			// The session may still hold the lock: drop the connection.
 			_ = conn.Conn().Close(ctx)
 		}

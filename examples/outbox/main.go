@@ -118,7 +118,10 @@ CREATE TABLE invoices (order_id text PRIMARY KEY)`); err != nil {
 	if _, err := bus.Subscribe(ctx, "printer", eventbus.HandlerFunc(func(_ context.Context, env eventbus.Envelope) error {
 		fmt.Fprintf(out, "published: %s %s (causation %s)\n", env.EventType, env.AggregateID, env.Metadata.CausationID)
 		if env.EventType == (InvoiceIssued{}).EventType() {
-			done <- env
+			select {
+			case done <- env:
+			default: // a redelivery (at least once): the first one is enough
+			}
 		}
 		return nil
 	})); err != nil {
@@ -134,7 +137,11 @@ CREATE TABLE invoices (order_id text PRIMARY KEY)`); err != nil {
 	if err := relay.Start(ctx); err != nil {
 		return err
 	}
-	defer func() { _ = relay.Stop(context.Background()) }()
+	defer func() {
+		stopCtx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+		defer cancel()
+		_ = relay.Stop(stopCtx)
+	}()
 
 	// 4. Commands: one that commits, one that fails (no row, no event).
 	place := func(ctx context.Context, id string, amount int) error {
