@@ -35,11 +35,14 @@ type Bus struct {
 	pubCallers atomic.Int64 // Publish calls in progress
 	pubWake    chan struct{}
 
-	mu      sync.Mutex
-	subs    map[*subscription]struct{}
-	names   map[string]bool // consumer-group subscriptions of this bus, by name
-	streams map[string]struct{}
-	closed  bool
+	mu   sync.Mutex
+	subs map[*subscription]struct{}
+	// starting counts Subscribe calls between reserving their name and
+	// registering in subs (Add only under mu, while not closed).
+	starting sync.WaitGroup
+	names    map[string]bool // consumer-group subscriptions of this bus, by name
+	streams  map[string]struct{}
+	closed   bool
 
 	closing   chan struct{} // closed once every subscription has stopped
 	bg        sync.WaitGroup
@@ -429,6 +432,9 @@ func (b *Bus) Close() error {
 		return b.closeErr
 	}
 	b.closed = true
+	b.mu.Unlock()
+	b.starting.Wait() // each finishes starting, or closes itself and fails
+	b.mu.Lock()
 	subs := make([]*subscription, 0, len(b.subs))
 	for s := range b.subs {
 		subs = append(subs, s)

@@ -3,6 +3,7 @@ package redisstream
 import (
 	"context"
 	"errors"
+	"strconv"
 	"sync"
 	"sync/atomic"
 	"testing"
@@ -197,4 +198,44 @@ func TestRunTrimmer(t *testing.T) {
 	n, err := f.dlq.Count(ctx, deadletter.Filter{})
 	require.NoError(t, err)
 	require.Zero(t, n)
+}
+
+// Bus.Close while Subscribe is still starting: no crash, no hang, and the
+// subscription either started (and Close stopped it) or failed with
+// ErrClosed. Before, Close could reach a half-built subscription.
+func TestCloseDuringSubscribe(t *testing.T) {
+	t.Parallel()
+	f := setup(t)
+	for i := range 30 {
+		b, err := New(f.rdb, f.config())
+		require.NoError(t, err)
+		errc := make(chan error, 2)
+		go func() {
+			_, err := b.Subscribe(context.Background(), "g"+strconv.Itoa(i), eventbus.HandlerFunc(func(context.Context, eventbus.Envelope) error { return nil }))
+			errc <- err
+		}()
+		go func() {
+			_, err := b.SubscribeBroadcast(context.Background(), "b"+strconv.Itoa(i), eventbus.HandlerFunc(func(context.Context, eventbus.Envelope) error { return nil }))
+			errc <- err
+		}()
+		if i%2 == 1 {
+			time.Sleep(time.Duration(i) * 100 * time.Microsecond)
+		}
+		closed := make(chan error, 1)
+		go func() { closed <- b.Close() }()
+		select {
+		case err := <-closed:
+			require.NoError(t, err)
+		case <-time.After(15 * time.Second):
+			t.Fatalf("round %d: Close hung", i)
+		}
+		for range 2 {
+			if err := <-errc; err != nil {
+				require.ErrorIs(t, err, eventbus.ErrClosed, "round %d", i)
+			}
+		}
+		b.mu.Lock()
+		require.Empty(t, b.subs, "round %d: a subscription outlived Close", i)
+		b.mu.Unlock()
+	}
 }

@@ -190,8 +190,11 @@ func (b *Bus) subscribe(ctx context.Context, name string, h eventbus.Handler, br
 		}
 		b.names[name] = true
 	}
-	b.subs[s] = struct{}{}
+	// Registered with the bus only once started (below): Bus.Close waits
+	// for subscriptions still starting instead of closing half-built ones.
+	b.starting.Add(1)
 	b.mu.Unlock()
+	defer b.starting.Done()
 
 	if !broadcast {
 		cctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), b.cfg.WriteTimeout)
@@ -238,7 +241,15 @@ func (b *Bus) subscribe(ctx context.Context, name string, h eventbus.Handler, br
 		go s.claimLoop()
 		go s.retryLoop()
 	}
+	b.mu.Lock()
+	if b.closed {
+		b.mu.Unlock()
+		_ = s.Close() // Bus.Close began meanwhile, and waits for this
+		return nil, eventbus.ErrClosed
+	}
+	b.subs[s] = struct{}{}
 	s.stopAfter = context.AfterFunc(ctx, func() { _ = s.Close() })
+	b.mu.Unlock()
 	return s, nil
 }
 
@@ -268,8 +279,11 @@ func (s *subscription) Close() error {
 			s.ackBy.Store(deadline.UnixNano())
 			close(s.ackHurry)
 		}
-		if s.stopAfter != nil {
-			s.stopAfter()
+		s.bus.mu.Lock()
+		stopAfter := s.stopAfter // set by subscribe under the bus lock
+		s.bus.mu.Unlock()
+		if stopAfter != nil {
+			stopAfter()
 		}
 		close(s.stop)
 		s.readCancel()
