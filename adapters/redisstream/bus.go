@@ -99,6 +99,9 @@ func New(rdb redis.UniversalClient, cfg *Config) (*Bus, error) {
 	} else {
 		b.tags = "{" + c.Stream + "}"
 	}
+	if c.DeadLetters == nil {
+		b.log.Warn("redisstream: no dead-letter store configured; entries that exhaust MaxDeliveries or cannot be decoded stay pending")
+	}
 	for range c.PublishPipelines {
 		b.bg.Add(1)
 		go b.publishLoop()

@@ -149,7 +149,9 @@ type Config struct {
 	// DeadLetters receives entries that failed MaxDeliveries times, failed
 	// permanently or could not be decoded. The entry is acknowledged only
 	// after Put returned nil. Defaults to nil: such entries are logged and
-	// left pending (nothing is ever dropped silently).
+	// left pending, and claimed again every MinIdle (nothing is ever dropped
+	// silently); while Put fails, likewise. Neither holds a worker slot, so
+	// the subscription keeps handling other entries.
 	DeadLetters deadletter.Store
 	// Hooks observe publishing and delivery. Defaults to none.
 	Hooks *eventbus.Hooks

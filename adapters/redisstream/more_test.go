@@ -9,6 +9,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/redis/go-redis/v9"
 	"github.com/stretchr/testify/require"
 
 	"github.com/choicesherpa/eventkit/deadletter"
@@ -238,4 +239,28 @@ func TestCloseDuringSubscribe(t *testing.T) {
 		require.Empty(t, b.subs, "round %d: a subscription outlived Close", i)
 		b.mu.Unlock()
 	}
+}
+
+// Entries waiting for a dead-letter store that is missing (or down) stay
+// pending without holding worker slots: the subscription goes on handling
+// the rest. Before, each held its slot and Concurrency+Buffer of them
+// stalled the subscription for good.
+func TestDeadLetterStoreMissingDoesNotStall(t *testing.T) {
+	t.Parallel()
+	f := setup(t)
+	ctx := ctxT(t)
+	c := f.config()
+	c.DeadLetters = nil
+	c.Concurrency, c.Buffer = 2, 3
+	b := f.bus(t, c)
+	for i := range 5 {
+		require.NoError(t, f.rdb.XAdd(ctx, &redis.XAddArgs{Stream: f.stream, Values: []any{FieldType, testType, FieldID, "x" + strconv.Itoa(i), FieldData, "{not json"}}).Err())
+	}
+	valid := mkEnvs(t, 10)
+	require.NoError(t, b.Publish(ctx, valid...))
+	rec := newRecorder(len(valid), nil)
+	_, err := b.Subscribe(ctx, "g", rec)
+	require.NoError(t, err)
+	rec.wait(t, 10*time.Second)
+	eventually(t, 5*time.Second, func() bool { return pendingCount(t, f.rdb, f.stream, "g") == 5 }, "the valid entries acked, the malformed ones still pending")
 }

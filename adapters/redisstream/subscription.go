@@ -915,8 +915,12 @@ func (s *subscription) deadLetter(d *delivery, reason string, cause error) (keep
 		cancel()
 	}
 	if err != nil {
-		b.log.Error("redisstream: dead-letter write failed; entry stays pending", "group", s.name, "event_type", rec.EventType, "event_id", rec.EventID, "entry", d.id, "err", err)
-		return s.scheduleRetry(d, b.cfg.Retry.Delay(int(d.count)))
+		// Left pending without its in-flight slot: entries waiting for a
+		// store that is down (or missing) must not fill the slots and stall
+		// the subscription. The claim loop brings it back after MinIdle.
+		b.log.Error("redisstream: dead-letter write failed; entry stays pending, claimed again after MinIdle", "group", s.name, "event_type", rec.EventType, "event_id", rec.EventID, "entry", d.id, "err", err)
+		s.unhold(d.stream, d.id)
+		return false
 	}
 	b.counters.deadLettered.Add(1)
 	b.log.Warn("redisstream: event dead-lettered", "group", s.name, "event_type", rec.EventType, "event_id", rec.EventID, "reason", reason, "attempts", rec.Attempts)
