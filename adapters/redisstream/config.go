@@ -92,10 +92,11 @@ type Config struct {
 	// blocked read to return. Every subscription holds one pooled
 	// connection while it blocks: size the client's PoolSize for
 	// subscriptions + publishers + acks. Defaults to DefaultBlock (2s).
-	// Keep it at least a second below the client's ReadTimeout (go-redis
-	// defaults to 3s; negative means none): otherwise reads go through
-	// go-redis's reply parser, which costs about ten more allocations per
-	// entry, because the package's own parser reads with the plain timeout.
+	// Keep it at least 500ms below the client's ReadTimeout (go-redis's
+	// default is 5s): otherwise reads go through go-redis's reply parser,
+	// which costs about ten more allocations per entry, because the
+	// package's own parser reads with the plain timeout. Cluster clients
+	// always use go-redis's parser.
 	Block time.Duration
 	// Concurrency is the number of handler goroutines per subscription.
 	// Defaults to DefaultConcurrency (16).

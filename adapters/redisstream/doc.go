@@ -73,9 +73,9 @@
 //     one each while they run. Size the client's PoolSize accordingly.
 //   - Subscriptions read replies unparsed (go-redis DoRaw) and parse them
 //     here: one allocation per entry, shared by the decoded envelope. That
-//     needs the client's ReadTimeout to exceed Block by a second (the
-//     defaults do); otherwise go-redis parses, at about ten allocations
-//     more per entry.
+//     needs a single-node client whose ReadTimeout exceeds Block by 500ms
+//     (the defaults do); otherwise go-redis parses, at about ten
+//     allocations more per entry.
 //   - Entries waiting for a retry keep their in-flight slot, so a burst of
 //     failures slows reading instead of growing memory.
 //   - A heartbeat (every MinIdle/4) resets the idle time of every entry a

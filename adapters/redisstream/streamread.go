@@ -57,20 +57,22 @@ func newStreamReader(rdb redis.UniversalClient, streams []string, block time.Dur
 	return r
 }
 
-// readTimeoutAllows reports whether rdb's read timeout leaves a BLOCK of
-// block at least a second to spare.
+// readTimeoutAllows reports whether rdb is a single-node client (or wraps
+// one) whose read timeout leaves a BLOCK of block readMargin to spare.
+// Cluster clients keep go-redis's parsing: a raw reply hands MOVED and ASK
+// over as bytes, and the client would not follow them.
 func readTimeoutAllows(rdb redis.UniversalClient, block time.Duration) bool {
-	var rt time.Duration
-	switch c := rdb.(type) {
-	case *redis.Client:
-		rt = c.Options().ReadTimeout
-	case *redis.ClusterClient:
-		rt = c.Options().ReadTimeout
-	default:
+	c, ok := rdb.(interface{ Options() *redis.Options })
+	if !ok {
 		return false
 	}
-	return rt < 0 || rt >= block+time.Second
+	rt := c.Options().ReadTimeout // after go-redis's defaults: <= 0 is none
+	return rt <= 0 || rt >= block+readMargin
 }
+
+// readMargin is how long a blocking read's reply may take beyond BLOCK
+// (round trip, a busy server) before the client's read timeout.
+const readMargin = 500 * time.Millisecond
 
 // readGroup is XREADGROUP GROUP group consumer COUNT count [BLOCK block]
 // STREAMS streams... ids... (block < 0: no BLOCK). The result is valid

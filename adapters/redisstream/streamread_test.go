@@ -1,9 +1,13 @@
 package redisstream
 
 import (
+	"context"
 	"fmt"
+	"log/slog"
 	"strconv"
 	"strings"
+	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -119,6 +123,22 @@ func TestParseRepeatedData(t *testing.T) {
 	d.decode()
 	require.NoError(t, d.decErr)
 	require.Equal(t, env, *d.env)
+	// The payload shares the entry's storage, so once decoded no string
+	// keeps a view of it: a handler writing into its payload changes no
+	// string.
+	before := make([]string, len(d.fields))
+	for i, f := range d.fields {
+		before[i] = strings.Clone(f)
+	}
+	for i := range d.env.Payload {
+		d.env.Payload[i] = 'x'
+	}
+	require.Equal(t, before, d.fields)
+	for i := 1; i < len(d.fields); i += 2 {
+		if d.fields[i-1] == FieldData {
+			require.Empty(t, d.fields[i])
+		}
+	}
 }
 
 // Against the real server, in both protocols, the raw reader returns what
@@ -197,12 +217,90 @@ type hiddenRaw struct{ redis.UniversalClient }
 func TestStreamReaderFallsBack(t *testing.T) {
 	base, _ := testinfra.Redis(t)
 	require.Nil(t, newStreamReader(hiddenRaw{base}, nil, time.Second, nil).raw, "no raw method: parsed path")
-	opt := *base.Options()
-	opt.ReadTimeout = 2 * time.Second
-	short := redis.NewClient(&opt)
-	defer short.Close()
-	require.Nil(t, newStreamReader(short, nil, 1500*time.Millisecond, nil).raw, "a read timeout BLOCK could outlast: parsed path")
-	require.NotNil(t, newStreamReader(short, nil, time.Second, nil).raw)
+	cluster := redis.NewClusterClient(&redis.ClusterOptions{Addrs: []string{base.Options().Addr}})
+	defer cluster.Close()
+	require.Nil(t, newStreamReader(cluster, nil, time.Second, nil).raw, "cluster: parsed path (MOVED and ASK)")
+	for _, tc := range []struct {
+		readTimeout, block time.Duration
+		raw                bool
+	}{
+		{2 * time.Second, 1600 * time.Millisecond, false}, // a reply could outlast the read timeout
+		{2 * time.Second, 1500 * time.Millisecond, true},
+		{-1, time.Hour, true}, // no read timeout
+		{-2, time.Hour, true}, // no read deadline
+	} {
+		opt := *base.Options()
+		opt.ReadTimeout = tc.readTimeout
+		c := redis.NewClient(&opt)
+		require.Equal(t, tc.raw, newStreamReader(c, nil, tc.block, nil).raw != nil, "ReadTimeout %v, Block %v", tc.readTimeout, tc.block)
+		require.NoError(t, c.Close())
+	}
+}
+
+// garbling returns the first raw reply of a read for new entries with a
+// type byte the parser refuses: Redis delivered the entries (they sit in
+// the consumer's pending list) and the reader cannot parse them.
+type garbling struct {
+	*redis.Client
+	done atomic.Bool
+}
+
+func (g *garbling) DoRaw(ctx context.Context, args ...any) *redis.RawCmd {
+	cmd := g.Client.DoRaw(ctx, args...)
+	v, err := cmd.Result()
+	hasEntries := len(v) > 0 && (v[0] == '*' || v[0] == '%') && !strings.HasPrefix(string(v), "*-1") // not a null (RESP2 or 3)
+	if err == nil && args[len(args)-1] == ">" && hasEntries && g.done.CompareAndSwap(false, true) {
+		cmd.SetVal(append([]byte("|"), v[1:]...))
+	}
+	return cmd
+}
+
+// syncBuffer is a bytes.Buffer for a logger shared by goroutines.
+type syncBuffer struct {
+	mu sync.Mutex
+	b  strings.Builder
+}
+
+func (w *syncBuffer) Write(p []byte) (int, error) {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	return w.b.Write(p)
+}
+
+func (w *syncBuffer) String() string {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	return w.b.String()
+}
+
+// A reply the parser refuses switches the reader to go-redis's parser for
+// good, and the entries of that reply are claimed back and handled once,
+// well before MinIdle would have let the claim loop take them.
+func TestUnparsableReplyFallsBackAndRecovers(t *testing.T) {
+	t.Parallel()
+	f := setup(t)
+	ctx := ctxT(t)
+	g := &garbling{Client: f.rdb}
+	var logs syncBuffer
+	c := f.config()
+	c.MinIdle = 10 * time.Second
+	c.Logger = slog.New(slog.NewTextHandler(&logs, nil))
+	b, err := New(g, c)
+	require.NoError(t, err)
+	defer b.Close()
+	rec := newRecorder(20, nil)
+	_, err = b.Subscribe(ctx, "g", rec)
+	require.NoError(t, err)
+	envs := mkEnvs(t, 20)
+	require.NoError(t, b.Publish(ctx, envs...))
+	rec.wait(t, 5*time.Second)
+	require.True(t, g.done.Load(), "a reply was garbled")
+	require.Contains(t, logs.String(), "reading with go-redis's reply parser from now on")
+	rec.mu.Lock()
+	defer rec.mu.Unlock()
+	for _, env := range envs {
+		require.Equal(t, 1, rec.calls[env.EventID], "handled once")
+	}
 }
 
 // The whole bus works on the parsed path too (a client wrapper without

@@ -92,6 +92,15 @@ type delivery struct {
 func (d *delivery) decode() {
 	d.decErr = decodeInto(&d.entry, &d.envBuf)
 	d.env = &d.envBuf
+	if d.decErr == nil && d.raw != nil {
+		// The payload shares the data value's bytes and a handler may
+		// write into it: no string may keep seeing them.
+		for i := 1; i < len(d.fields); i += 2 {
+			if d.fields[i-1] == FieldData {
+				d.fields[i] = ""
+			}
+		}
+	}
 }
 
 type ackReq struct {
