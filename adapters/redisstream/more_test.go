@@ -264,3 +264,59 @@ func TestDeadLetterStoreMissingDoesNotStall(t *testing.T) {
 	rec.wait(t, 10*time.Second)
 	eventually(t, 5*time.Second, func() bool { return pendingCount(t, f.rdb, f.stream, "g") == 5 }, "the valid entries acked, the malformed ones still pending")
 }
+
+// Concurrent Publish calls share pipelines.
+func TestConcurrentPublishesCoalesce(t *testing.T) {
+	t.Parallel()
+	f := setup(t)
+	ctx := ctxT(t)
+	b := f.bus(t, nil)
+	var wg sync.WaitGroup
+	for w := range 16 {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for i := range 100 {
+				if err := b.Publish(ctx, mkEnv(t, w*100+i, "k")); err != nil {
+					t.Error(err)
+					return
+				}
+			}
+		}()
+	}
+	wg.Wait()
+	published, pipelines := b.counters.published.Load(), b.counters.pipelines.Load()
+	require.EqualValues(t, 1600, published)
+	require.GreaterOrEqual(t, float64(published)/float64(pipelines), 1.5, "%d entries in %d pipelines", published, pipelines)
+}
+
+// A failing entry is redelivered after Retry's backoff, growing with its
+// delivery count.
+func TestRetryBacksOff(t *testing.T) {
+	t.Parallel()
+	f := setup(t)
+	ctx := ctxT(t)
+	c := f.config()
+	c.Retry = eventbus.Backoff{Initial: 200 * time.Millisecond, Max: 5 * time.Second, Multiplier: 2, Jitter: -1}
+	b := f.bus(t, c)
+	var mu sync.Mutex
+	var at []time.Time
+	rec := newRecorder(1, func(_ context.Context, _ eventbus.Envelope, call int) error {
+		mu.Lock()
+		at = append(at, time.Now())
+		mu.Unlock()
+		if call < 3 {
+			return errors.New("not yet")
+		}
+		return nil
+	})
+	_, err := b.Subscribe(ctx, "g", rec)
+	require.NoError(t, err)
+	require.NoError(t, b.Publish(ctx, mkEnv(t, 1, "k")))
+	rec.wait(t, 10*time.Second)
+	mu.Lock()
+	defer mu.Unlock()
+	require.Len(t, at, 3)
+	require.GreaterOrEqual(t, at[1].Sub(at[0]), 190*time.Millisecond, "first retry after Initial")
+	require.GreaterOrEqual(t, at[2].Sub(at[1]), 380*time.Millisecond, "second after twice that")
+}

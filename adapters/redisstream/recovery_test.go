@@ -68,6 +68,7 @@ func TestOwnPendingReadFirst(t *testing.T) {
 	later := mkEnvs(t, 5)
 	require.NoError(t, pub.Publish(ctx, later...))
 	c.MinIdle = time.Hour // no claiming: only the PEL read can find them
+	c.Concurrency = 1     // handled in the order read
 	b := f.bus(t, c)
 	probe := deliveryCountProbe(t, f.rdb, f.stream, "g", entryOf)
 	rec := newRecorder(15, func(ctx context.Context, env eventbus.Envelope, call int) error {
@@ -79,6 +80,12 @@ func TestOwnPendingReadFirst(t *testing.T) {
 	_, err := b.Subscribe(ctx, "g", rec)
 	require.NoError(t, err)
 	rec.wait(t, 10*time.Second)
+	rec.mu.Lock()
+	for i, env := range rec.order[:len(entryOf)] {
+		_, old := entryOf[env.EventID]
+		require.True(t, old, "handled #%d is a new entry: the own pending entries come first", i)
+	}
+	rec.mu.Unlock()
 	n, _ := f.dlq.Count(ctx, deadletter.Filter{})
 	require.Zero(t, n)
 	requirePendingZero(t, f.rdb, f.stream, "g")
