@@ -2,6 +2,7 @@ package postgres_test
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"math/rand/v2"
 	"os"
@@ -58,32 +59,42 @@ func (s *sinkPublisher) Publish(ctx context.Context, envs ...eventbus.Envelope) 
 	return nil
 }
 
-// TestC6Helper is the relay process of TestC6RelayKilledMidBatch; it does
-// nothing in a normal run.
-func TestC6Helper(t *testing.T) {
-	if os.Getenv("GO_WANT_HELPER_PROCESS") != "1" {
-		t.Skip("helper process for TestC6RelayKilledMidBatch")
+// runC6Helper is the relay process of TestC6RelayKilledMidBatch (TestMain
+// runs it instead of the tests when c6HelperEnv is set). It returns only
+// on an error: its publisher blocks until the test kills the process.
+func runC6Helper() int {
+	fail := func(err error) int {
+		fmt.Fprintln(os.Stderr, "c6 helper:", err)
+		return 2
 	}
 	ctx := context.Background()
 	schema := os.Getenv("C6_SCHEMA")
-	cfg, err := pgxpool.ParseConfig(testinfra.PostgresURL(t))
-	require.NoError(t, err)
+	cfg, err := pgxpool.ParseConfig(os.Getenv(testinfra.PostgresURLEnv))
+	if err != nil {
+		return fail(err)
+	}
 	cfg.ConnConfig.RuntimeParams["search_path"] = schema
 	pool, err := pgxpool.NewWithConfig(ctx, cfg)
-	require.NoError(t, err)
+	if err != nil {
+		return fail(err)
+	}
 	ob, err := postgres.NewOutbox(pool, &postgres.OutboxConfig{Schema: schema, DisableNotify: true})
-	require.NoError(t, err)
+	if err != nil {
+		return fail(err)
+	}
 	kb, _ := strconv.Atoi(os.Getenv("C6_KILL_BATCH"))
 	ka, _ := strconv.Atoi(os.Getenv("C6_KILL_AFTER"))
 	pub := &sinkPublisher{pool: pool, killBatch: kb, killAfter: ka, readyFile: os.Getenv("C6_READY")}
 	r, err := outbox.NewRelay(outbox.RelayConfig{Store: ob, Publisher: pub, BatchSize: c6Batch, PollInterval: 50 * time.Millisecond})
-	require.NoError(t, err)
-	for i := 0; i < 10000; i++ {
+	if err != nil {
+		return fail(err)
+	}
+	for range 10000 {
 		if _, _, err := r.RunOnce(ctx); err != nil {
-			t.Fatal(err)
+			return fail(err)
 		}
 	}
-	t.Fatal("helper was not killed")
+	return fail(errors.New("never reached the kill point"))
 }
 
 // C6: the relay (a helper process) is SIGKILLed after publishing row k of a
@@ -109,8 +120,8 @@ func TestC6RelayKilledMidBatch(t *testing.T) {
 	for kill := range 3 {
 		ready := filepath.Join(dir, fmt.Sprintf("ready%d", kill))
 		k := 1 + rand.IntN(c6Batch-1)
-		cmd := exec.Command(os.Args[0], "-test.run=^TestC6Helper$", "-test.count=1")
-		cmd.Env = append(os.Environ(), "GO_WANT_HELPER_PROCESS=1", "C6_SCHEMA="+b.schema,
+		cmd := exec.Command(os.Args[0])
+		cmd.Env = append(os.Environ(), c6HelperEnv+"=1", "C6_SCHEMA="+b.schema,
 			"C6_KILL_BATCH="+strconv.Itoa(1+rand.IntN(2)), "C6_KILL_AFTER="+strconv.Itoa(k), "C6_READY="+ready)
 		cmd.Env = append(cmd.Env, testinfra.PostgresURLEnv+"="+testinfra.PostgresURL(t))
 		out := &limitedBuffer{}
