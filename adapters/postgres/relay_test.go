@@ -133,12 +133,7 @@ func TestFailedRowHoldsBackItsAggregateInBatch(t *testing.T) {
 	first, second, other := newEnv("held", 0), newEnv("held", 1), newEnv("free", 0)
 	b.write(t, first, second, other)
 	rec := newRecorder()
-	rec.setFail(func(e eventbus.Envelope) error {
-		if e.EventID == first.EventID {
-			return errors.New("broker rejected it")
-		}
-		return nil
-	})
+	rec.setFail(failOnly(first.EventID, errors.New("broker rejected it")))
 	r, err := outbox.NewRelay(outbox.RelayConfig{Store: b.ob, Publisher: rec, BatchSize: 10})
 	require.NoError(t, err)
 	n, progressed, err := r.RunOnce(context.Background())
@@ -157,6 +152,16 @@ func TestFailedRowHoldsBackItsAggregateInBatch(t *testing.T) {
 	require.Equal(t, 1, attempts)
 }
 
+// failOnly fails the event id with err and accepts every other.
+func failOnly(id eventbus.EventID, err error) func(eventbus.Envelope) error {
+	return func(e eventbus.Envelope) error {
+		if e.EventID == id {
+			return err
+		}
+		return nil
+	}
+}
+
 // OnBatch, Stats and OnStoreError report what happened.
 func TestRelayHooksAndStats(t *testing.T) {
 	t.Parallel()
@@ -164,12 +169,7 @@ func TestRelayHooksAndStats(t *testing.T) {
 	ok1, ok2, bad := newEnv("a", 0), newEnv("b", 0), newEnv("c", 0)
 	b.write(t, ok1, ok2, bad)
 	rec := newRecorder()
-	rec.setFail(func(e eventbus.Envelope) error {
-		if e.EventID == bad.EventID {
-			return eventbus.Permanent(errors.New("cannot encode"))
-		}
-		return nil
-	})
+	rec.setFail(failOnly(bad.EventID, eventbus.Permanent(errors.New("cannot encode"))))
 	var batches []outbox.BatchStats
 	var storeErrs []error
 	var mu sync.Mutex

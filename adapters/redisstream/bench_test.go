@@ -12,19 +12,24 @@ import (
 	"github.com/choicesherpa/eventkit/internal/testinfra"
 )
 
+// benchBus returns a bus on a fresh stream, a context that bounds the run,
+// and what to call at its end (a benchmark function runs once per b.N).
+func benchBus(b *testing.B) (*Bus, context.Context, func()) {
+	rdb, prefix := testinfra.Redis(b)
+	bus, err := New(rdb, fastConfig(prefix+"events"))
+	if err != nil {
+		b.Fatal(err)
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	return bus, ctx, func() { cancel(); _ = bus.Close() }
+}
+
 // benchPublish publishes b.N envelopes from workers goroutines, one per
 // call, and reports the average number of entries per pipeline (the
 // coalescing the publish path achieved).
 func benchPublish(b *testing.B, workers int) {
-	rdb, prefix := testinfra.Redis(b)
-	c := fastConfig(prefix + "events")
-	bus, err := New(rdb, c)
-	if err != nil {
-		b.Fatal(err)
-	}
-	defer bus.Close()
-	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
-	defer cancel()
+	bus, ctx, done := benchBus(b)
+	defer done()
 	var next atomic.Int64
 	var wg sync.WaitGroup
 	b.ReportAllocs()
@@ -61,15 +66,8 @@ func BenchmarkPublish16(b *testing.B) { benchPublish(b, 16) }
 // BenchmarkConsume drains b.N pre-loaded entries through one consumer
 // group (read, decode, handle, ack) and reports allocations per entry.
 func BenchmarkConsume(b *testing.B) {
-	rdb, prefix := testinfra.Redis(b)
-	c := fastConfig(prefix + "events")
-	bus, err := New(rdb, c)
-	if err != nil {
-		b.Fatal(err)
-	}
-	defer bus.Close()
-	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
-	defer cancel()
+	bus, ctx, end := benchBus(b)
+	defer end()
 	env := mkEnv(b, 0, "k")
 	batch := make([]eventbus.Envelope, 0, 500)
 	for i := 0; i < b.N; {
