@@ -29,6 +29,9 @@
 //     backoff and jitter, and after MaxAttempts (or at once for a permanent
 //     error, see eventbus.IsPermanent) quarantined with its last error. It is
 //     then listed by Store.Quarantined and can be re-armed with Store.Rearm.
+//     With RelayConfig.DeadLetters it also gets a dead-letter record, so the
+//     dead-letter admin API lists it beside the bus's dead letters, and
+//     replaying the record there (RearmReplayer) re-arms the row.
 //   - Graceful stop: stopping a relay lets the batch in hand finish (bounded
 //     by RelayConfig.BatchTimeout); no row is ever lost by stopping.
 package outbox

@@ -9,6 +9,7 @@ import (
 	"sync/atomic"
 	"time"
 
+	"github.com/choicesherpa/eventkit/deadletter"
 	"github.com/choicesherpa/eventkit/eventbus"
 )
 
@@ -62,6 +63,12 @@ type RelayConfig struct {
 	// LagInterval is how often the lag is measured and reported through
 	// Hooks.OnLag. Defaults to DefaultLagInterval; negative disables it.
 	LagInterval time.Duration
+	// DeadLetters, when set, gets a record for each row the relay
+	// quarantines (Handler QuarantineHandler, Source "outbox", SourceID the
+	// row id), so quarantined rows show in the dead-letter admin API next to
+	// the bus's dead letters; replay them with RearmReplayer. Defaults to
+	// nil: quarantined rows are listed by Store.Quarantined only.
+	DeadLetters deadletter.Store
 	// Hooks observe the relay. Defaults to none.
 	Hooks *RelayHooks
 	// Logger logs store errors and quarantined rows (event type and id
@@ -356,6 +363,7 @@ func (r *Relay) RunOnce(ctx context.Context) (claimed int, progressed bool, err 
 	defer cancel()
 	start := time.Now()
 	var stats BatchStats
+	var setAside []quarantined
 	outage := false
 	n, err := r.cfg.Store.Claim(bctx, r.cfg.BatchSize, func(ctx context.Context, recs []Record) Outcome {
 		var oldest time.Time
@@ -371,8 +379,20 @@ func (r *Relay) RunOnce(ctx context.Context) (claimed int, progressed bool, err 
 			stats.OldestAge = max(start.Sub(oldest), 0)
 		}
 		for _, f := range out.Failed {
-			if f.Quarantine {
-				stats.Quarantined++
+			if !f.Quarantine {
+				continue
+			}
+			stats.Quarantined++
+			if r.cfg.DeadLetters != nil {
+				for i := range recs {
+					if recs[i].ID == f.ID {
+						reason := deadletter.ReasonPermanent
+						if recs[i].Attempts+1 >= r.cfg.MaxAttempts {
+							reason = deadletter.ReasonMaxDeliveries
+						}
+						setAside = append(setAside, quarantined{rec: recs[i], failure: f, reason: reason})
+					}
+				}
 			}
 		}
 		stats.Released = stats.Claimed - stats.Published - stats.Failed
@@ -386,6 +406,7 @@ func (r *Relay) RunOnce(ctx context.Context) (claimed int, progressed bool, err 
 		return 0, false, nil
 	}
 	stats.Duration = time.Since(start)
+	r.recordQuarantined(ctx, setAside) // only now is the quarantine committed
 	r.batches.Add(1)
 	r.claimed.Add(int64(stats.Claimed))
 	r.published.Add(int64(stats.Published))

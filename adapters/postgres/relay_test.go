@@ -2,8 +2,11 @@ package postgres_test
 
 import (
 	"context"
+	"encoding/json"
 	"errors"
 	"fmt"
+	"net/http"
+	"net/http/httptest"
 	"sync"
 	"testing"
 	"time"
@@ -11,6 +14,7 @@ import (
 	"github.com/stretchr/testify/require"
 
 	"github.com/choicesherpa/eventkit/adapters/postgres"
+	"github.com/choicesherpa/eventkit/deadletter"
 	"github.com/choicesherpa/eventkit/eventbus"
 	"github.com/choicesherpa/eventkit/outbox"
 )
@@ -264,4 +268,75 @@ func TestAggregateLockAgreesAcrossNamings(t *testing.T) {
 	require.NoError(t, err)
 	require.NoError(t, innerErr)
 	require.Empty(t, inner, "the second row of an aggregate another relay holds must not be handed out")
+}
+
+// O4, visible in the admin API: a quarantined row gets a dead-letter
+// record (handler "outbox"); replaying it through the admin API re-arms the
+// row, which is then published with its event id; failing again puts the
+// record back in the queue instead of looping.
+func TestO4QuarantinedRowInDeadLetterAdmin(t *testing.T) {
+	t.Parallel()
+	b := setup(t)
+	ctx := context.Background()
+	poison, good := newEnv("q", 0), newEnv("g", 0)
+	b.write(t, poison, good)
+	rec := newRecorder()
+	rec.setFail(failOnly(poison.EventID, eventbus.Permanent(errors.New("schema rejected"))))
+	dlq := deadletter.NewMemoryStore(nil)
+	r, err := outbox.NewRelay(outbox.RelayConfig{Store: b.ob, Publisher: rec, DeadLetters: dlq})
+	require.NoError(t, err)
+	_, _, err = r.RunOnce(ctx)
+	require.NoError(t, err)
+	require.Equal(t, 1, b.count(t, "quarantined_at IS NOT NULL"))
+
+	q, err := deadletter.NewQueue(dlq, outbox.RearmReplayer{Store: b.ob}, nil)
+	require.NoError(t, err)
+	api := deadletter.NewAdminHandler(q, deadletter.AdminConfig{Authorize: func(*http.Request) (string, error) { return "ops", nil }})
+	call := func(method, path string) map[string]any {
+		t.Helper()
+		w := httptest.NewRecorder()
+		api.ServeHTTP(w, httptest.NewRequest(method, path, nil))
+		require.Equal(t, http.StatusOK, w.Code, w.Body.String())
+		var body map[string]any
+		require.NoError(t, json.Unmarshal(w.Body.Bytes(), &body))
+		return body
+	}
+	list := call("GET", "/records?handler="+outbox.QuarantineHandler)["records"].([]any)
+	require.Len(t, list, 1)
+	got := list[0].(map[string]any)
+	require.Equal(t, poison.EventID.String(), got["event_id"])
+	require.Equal(t, deadletter.ReasonPermanent, got["reason"])
+	require.Equal(t, "outbox", got["source"])
+	require.Contains(t, got["last_error"], "schema rejected")
+
+	// Replayed while still failing: re-armed, failed again, quarantined
+	// again, and the record is back in the queue (no loop).
+	call("POST", "/replay/"+got["id"].(string))
+	require.Equal(t, 0, b.count(t, "quarantined_at IS NOT NULL"), "re-armed")
+	_, _, err = r.RunOnce(ctx)
+	require.NoError(t, err)
+	require.Equal(t, 1, b.count(t, "quarantined_at IS NOT NULL"), "quarantined again")
+	again, err := dlq.Get(ctx, got["id"].(string))
+	require.NoError(t, err)
+	require.Equal(t, deadletter.StatusDead, again.Status)
+	require.Equal(t, 1, again.ReplayCount)
+
+	// Fixed: replay through the API re-arms the row; the relay publishes it.
+	rec.setFail(nil)
+	call("POST", "/replay/"+got["id"].(string))
+	require.Equal(t, 0, b.count(t, "quarantined_at IS NOT NULL"), "re-armed")
+	_, _, err = r.RunOnce(ctx)
+	require.NoError(t, err)
+	b.requireDrained(t)
+	published := rec.snapshot()
+	require.Equal(t, poison.EventID, published[len(published)-1].EventID, "published with its event id")
+	after, err := dlq.Get(ctx, got["id"].(string))
+	require.NoError(t, err)
+	require.Equal(t, deadletter.StatusReplayed, after.Status)
+	require.Equal(t, 2, after.ReplayCount)
+
+	// A second replay finds nothing to re-arm and says so.
+	w := httptest.NewRecorder()
+	api.ServeHTTP(w, httptest.NewRequest("POST", "/replay/"+got["id"].(string), nil))
+	require.NotEqual(t, http.StatusOK, w.Code)
 }
