@@ -89,7 +89,13 @@ func (b *bundle) count(t testing.TB, where string) int {
 func (b *bundle) requireDrained(t testing.TB) {
 	t.Helper()
 	// The publisher sees an event just before the relay commits its mark.
-	deadline := time.Now().Add(10 * time.Second)
+	b.requireDrainedWithin(t, 10*time.Second)
+}
+
+// requireDrainedWithin waits up to d for no pending row.
+func (b *bundle) requireDrainedWithin(t testing.TB, d time.Duration) {
+	t.Helper()
+	deadline := time.Now().Add(d)
 	for b.count(t, "published_at IS NULL AND quarantined_at IS NULL") != 0 && time.Now().Before(deadline) {
 		time.Sleep(10 * time.Millisecond)
 	}
