@@ -342,7 +342,9 @@ func TestO3ThreeRelaysKeepAggregateOrder(t *testing.T) {
 	t.Parallel()
 	b := setup(t)
 	n := size(10000)
-	const aggs = 40
+	// Fewer aggregates than three batches hold: without the aggregate
+	// locks, relays would hold rows of one aggregate at once.
+	const aggs = 24
 	var envs []eventbus.Envelope
 	for i := range n {
 		envs = append(envs, newEnv(fmt.Sprintf("a%02d", i%aggs), i/aggs))
@@ -357,8 +359,9 @@ func TestO3ThreeRelaysKeepAggregateOrder(t *testing.T) {
 	relays := make([]*outbox.Relay, 3)
 	// Each relay's first batch waits until all three hold one: the three
 	// claims overlap (SKIP LOCKED and the aggregate locks give them
-	// disjoint rows and aggregates: 3 batches of 10 cover 30 of the 40
-	// aggregates), however late a relay starts on a loaded machine.
+	// disjoint rows and aggregates: the first takes 10 aggregates, the
+	// second 10 others, the third the last 4, several rows each), however
+	// late a relay starts on a loaded machine.
 	allHold := make(chan struct{})
 	var holding atomic.Int32
 	for i := range relays {
