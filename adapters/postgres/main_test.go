@@ -15,6 +15,9 @@ func TestMain(m *testing.M) {
 	if os.Getenv(c6HelperEnv) == "1" {
 		os.Exit(runC6Helper())
 	}
+	if point := os.Getenv(i2HelperEnv); point != "" {
+		os.Exit(runI2Helper(point))
+	}
 	// Every relay, listener, notifier and pool a test starts is stopped by
 	// the time the tests end.
 	goleak.VerifyTestMain(m)
