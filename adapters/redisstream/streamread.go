@@ -47,21 +47,21 @@ type streamReader struct {
 type span struct{ off, n int }
 
 // newStreamReader returns a reader for streams. The raw path is used when
-// the client offers it and its read timeout outlasts block: go-redis
-// extends the timeout for the blocking commands it builds, not for raw ones.
+// the client offers it and rawReadAllowed: go-redis extends the read
+// timeout for the blocking commands it builds, not for raw ones.
 func newStreamReader(rdb redis.UniversalClient, streams []string, block time.Duration, onFallback func(error)) *streamReader {
 	r := &streamReader{rdb: rdb, streams: streams, onFallback: onFallback}
-	if rc, ok := rdb.(rawClient); ok && readTimeoutAllows(rdb, block) {
+	if rc, ok := rdb.(rawClient); ok && rawReadAllowed(rdb, block) {
 		r.raw = rc
 	}
 	return r
 }
 
-// readTimeoutAllows reports whether rdb is a single-node client (or wraps
+// rawReadAllowed reports whether rdb is a single-node client (or wraps
 // one) whose read timeout leaves a BLOCK of block readMargin to spare.
 // Cluster clients keep go-redis's parsing: a raw reply hands MOVED and ASK
 // over as bytes, and the client would not follow them.
-func readTimeoutAllows(rdb redis.UniversalClient, block time.Duration) bool {
+func rawReadAllowed(rdb redis.UniversalClient, block time.Duration) bool {
 	c, ok := rdb.(interface{ Options() *redis.Options })
 	if !ok {
 		return false
