@@ -2,7 +2,6 @@ package postgres_test
 
 import (
 	"context"
-	"fmt"
 	"io"
 	"log/slog"
 	"sync"
@@ -67,26 +66,11 @@ func TestO5RedisOutageThroughProxy(t *testing.T) {
 	proxy.Blackhole(true)
 	relay := startRelay(t, outbox.RelayConfig{Store: b.ob, Publisher: pub, PollInterval: 200 * time.Millisecond, MaxAttempts: 100,
 		PublishTimeout: 2 * time.Second, RetryBackoff: eventbus.Backoff{Initial: 200 * time.Millisecond, Max: time.Second}})
-	start := time.Now()
-	for i := range writes {
-		b.write(t, newEnv(fmt.Sprintf("o5r-%d", i%50), i)) // never fails: Redis is not in the write path
-		if wait := time.Duration(i+1) * outage / time.Duration(writes); time.Since(start) < wait {
-			time.Sleep(wait - time.Since(start))
-		}
-	}
-	if d := outage - time.Since(start); d > 0 {
-		time.Sleep(d)
-	}
+	start := b.writeSpread(t, "o5r", writes, outage) // never fails: Redis is not in the write path
 	mu.Lock()
-	late := 0
-	for _, c := range batchCalls {
-		if c.Sub(start) > outage/2 {
-			late++
-		}
-	}
-	mu.Unlock()
-	rate := float64(late) / (outage / 2).Seconds()
+	rate := lateRate(batchCalls, start, outage)
 	t.Logf("outage %v: %d batch attempts in all, %.1f/s in its second half", outage, len(batchCalls), rate)
+	mu.Unlock()
 	require.LessOrEqual(t, rate, 2.0, "relay backs off during the outage")
 	n, err := rdb.XLen(ctx, stream).Result()
 	require.NoError(t, err)
