@@ -192,7 +192,7 @@ func (c *respCursor) header() (kind byte, n int, text []byte, err error) {
 	c.i = end + 2
 	switch kind {
 	case '*', '%', '$', '!':
-		if len(line) == 2 && line[0] == '-' && line[1] == '1' {
+		if len(line) == 2 && line[0] == '-' && line[1] == '1' && kind != '!' {
 			return kind, -1, nil, nil
 		}
 		v := 0

@@ -105,6 +105,7 @@ func TestParseReplyErrors(t *testing.T) {
 		"*99999999999999999999\r\n",
 		"*x\r\n",
 		"|1\r\n+a\r\n+b\r\n*-1\r\n", // RESP3 attribute: not a shape XREADGROUP sends
+		"!-1\r\nX",                  // a blob error has no null form
 	} {
 		_, err := (&streamReader{streams: []string{"s"}}).parse([]byte(bad))
 		var perr *protocolError
@@ -330,7 +331,7 @@ func FuzzParseReply(f *testing.F) {
 	ok.arr(1).arr(2).bulk("s").arr(2).arr(2).bulk("1-1").arr(6).bulk("type").bulk("a.v1").bulk("id").bulk("x").bulk("data").bulk("{}").arr(2).bulk("1-2").raw("*-1\r\n")
 	var ok3 resp
 	ok3.m(1).bulk("s").arr(1).arr(2).bulk("1-1").m(1).bulk("data").bulk("{}")
-	for _, seed := range []string{ok.String(), ok3.String(), "*-1\r\n", "_\r\n", "-NOGROUP x\r\n", "!3\r\nERR\r\n", "+1-1\r\n"} {
+	for _, seed := range []string{ok.String(), ok3.String(), "*-1\r\n", "_\r\n", "-NOGROUP x\r\n", "!3\r\nERR\r\n", "+1-1\r\n", "!-1\r\nX"} {
 		f.Add([]byte(seed))
 	}
 	f.Fuzz(func(t *testing.T, b []byte) {
