@@ -373,28 +373,12 @@ func (r *Relay) RunOnce(ctx context.Context) (claimed int, progressed bool, err 
 			}
 		}
 		var out Outcome
-		out, outage = r.process(ctx, recs)
+		out, setAside, outage = r.process(ctx, recs)
 		stats = BatchStats{Claimed: len(recs), Published: len(out.Published), Failed: len(out.Failed)}
 		if !oldest.IsZero() {
 			stats.OldestAge = max(start.Sub(oldest), 0)
 		}
-		for _, f := range out.Failed {
-			if !f.Quarantine {
-				continue
-			}
-			stats.Quarantined++
-			if r.cfg.DeadLetters != nil {
-				for i := range recs {
-					if recs[i].ID == f.ID {
-						reason := deadletter.ReasonPermanent
-						if recs[i].Attempts+1 >= r.cfg.MaxAttempts {
-							reason = deadletter.ReasonMaxDeliveries
-						}
-						setAside = append(setAside, quarantined{rec: recs[i], failure: f, reason: reason})
-					}
-				}
-			}
-		}
+		stats.Quarantined = len(setAside)
 		stats.Released = stats.Claimed - stats.Published - stats.Failed
 		return out
 	})
@@ -445,10 +429,9 @@ type aggKey struct{ typ, id string }
 // The whole batch goes to Publish in one call; if that fails, rows are
 // published one by one so that a poison row only fails itself, and a failed
 // row holds back the later rows of its aggregate.
-func (r *Relay) process(ctx context.Context, recs []Record) (Outcome, bool) {
-	var out Outcome
+func (r *Relay) process(ctx context.Context, recs []Record) (out Outcome, setAside []quarantined, outage bool) {
 	if len(recs) == 0 {
-		return out, false
+		return out, nil, false
 	}
 	envs := make([]eventbus.Envelope, len(recs))
 	for i := range recs {
@@ -460,7 +443,7 @@ func (r *Relay) process(ctx context.Context, recs []Record) (Outcome, bool) {
 			out.Published[i] = recs[i].ID
 		}
 		r.beforeMark(ctx, envs)
-		return out, false
+		return out, nil, false
 	}
 	blocked := map[aggKey]bool{}
 	var ok []eventbus.Envelope
@@ -475,7 +458,7 @@ func (r *Relay) process(ctx context.Context, recs []Record) (Outcome, bool) {
 		}
 		if len(out.Published) == 0 && len(out.Failed) >= outageProbe {
 			r.beforeMark(ctx, ok)
-			return out, true // the rest is released untouched
+			return out, setAside, true // the rest is released untouched
 		}
 		err := r.publish(ctx, rec.Envelope)
 		if err == nil {
@@ -483,10 +466,16 @@ func (r *Relay) process(ctx context.Context, recs []Record) (Outcome, bool) {
 			ok = append(ok, rec.Envelope)
 			continue
 		}
+		if ctx.Err() != nil {
+			break // cut off by BatchTimeout, not the row's failure: released
+		}
 		blocked[k] = true
 		attempt := rec.Attempts + 1
 		f := Failure{ID: rec.ID, Err: truncate(err.Error(), 2000), RetryAfter: r.cfg.RetryBackoff.Delay(attempt)}
-		if attempt >= r.cfg.MaxAttempts || eventbus.IsPermanent(err) {
+		reason := deadletter.ReasonMaxDeliveries
+		if eventbus.IsPermanent(err) {
+			f.Quarantine, reason = true, deadletter.ReasonPermanent
+		} else if attempt >= r.cfg.MaxAttempts {
 			f.Quarantine = true
 		}
 		out.Failed = append(out.Failed, f)
@@ -494,6 +483,7 @@ func (r *Relay) process(ctx context.Context, recs []Record) (Outcome, bool) {
 			r.cfg.Hooks.OnPublishError(ctx, rec.Envelope, attempt, err)
 		}
 		if f.Quarantine {
+			setAside = append(setAside, quarantined{rec: *rec, failure: f, reason: reason})
 			r.log.Error("outbox relay: row quarantined", "event_type", rec.Envelope.EventType, "event_id", rec.Envelope.EventID.String(), "attempts", attempt, "err", err)
 			if r.cfg.Hooks.OnQuarantine != nil {
 				r.cfg.Hooks.OnQuarantine(ctx, rec.Envelope, err)
@@ -503,7 +493,7 @@ func (r *Relay) process(ctx context.Context, recs []Record) (Outcome, bool) {
 		}
 	}
 	r.beforeMark(ctx, ok)
-	return out, false
+	return out, setAside, false
 }
 
 func (r *Relay) beforeMark(ctx context.Context, envs []eventbus.Envelope) {

@@ -72,6 +72,7 @@ func TestSlowRetriesAreStillMarked(t *testing.T) {
 	distinct, total := pub.published()
 	require.Equal(t, 10, distinct)
 	require.Equal(t, 10, total, "each row published once: published rows are marked, not published again")
+	require.Equal(t, 0, b.count(t, "attempts > 0"), "a publish cut off by BatchTimeout is not the row's failure")
 }
 
 // gate blocks every Publish until released, then records the events.
