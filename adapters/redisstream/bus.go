@@ -436,7 +436,17 @@ func (b *Bus) Close() error {
 	}
 	b.closed = true
 	b.mu.Unlock()
-	b.starting.Wait() // each finishes starting, or closes itself and fails
+	// Each subscription still starting finishes, or closes itself and
+	// fails; one stuck on a silent Redis is not waited for past the
+	// deadline (it closes itself when its start gives up).
+	started := make(chan struct{})
+	go func() { b.starting.Wait(); close(started) }()
+	st := time.NewTimer(time.Until(deadline))
+	select {
+	case <-started:
+	case <-st.C:
+	}
+	st.Stop()
 	b.mu.Lock()
 	subs := make([]*subscription, 0, len(b.subs))
 	for s := range b.subs {

@@ -535,3 +535,41 @@ func proxiedOptions(t *testing.T) (*redis.Options, *faultproxy.Proxy) {
 	opts.Addr = proxy.Addr()
 	return opts, proxy
 }
+
+// Bus.Close keeps to ShutdownTimeout while a Subscribe is stuck starting
+// on a silent Redis; the Subscribe then fails on its own, bounded by
+// WriteTimeout.
+func TestCloseDuringSubscribeOnSilentRedis(t *testing.T) {
+	t.Parallel()
+	_, prefix := testinfra.Redis(t)
+	opts, proxy := proxiedOptions(t)
+	// go-redis bounds socket reads by its own timeouts, not by contexts: the
+	// stuck start gives up after ReadTimeout, longer than ShutdownTimeout.
+	opts.ReadTimeout, opts.WriteTimeout = 3*time.Second, 3*time.Second
+	opts.MaxRetries = -1
+	rdb := redis.NewClient(opts)
+	defer rdb.Close()
+	c := fastConfig(prefix + "events")
+	c.WriteTimeout = 3 * time.Second
+	c.ShutdownTimeout = time.Second
+	b, err := New(rdb, c)
+	require.NoError(t, err)
+	require.NoError(t, rdb.Ping(ctxT(t)).Err()) // a pooled connection, then silence
+	proxy.Blackhole(true)
+	subErr := make(chan error, 1)
+	go func() {
+		_, err := b.SubscribeBroadcast(context.Background(), "live", eventbus.HandlerFunc(func(context.Context, eventbus.Envelope) error { return nil }))
+		subErr <- err
+	}()
+	time.Sleep(200 * time.Millisecond) // Subscribe is waiting on Redis
+	start := time.Now()
+	require.NoError(t, b.Close())
+	require.Less(t, time.Since(start), c.ShutdownTimeout+500*time.Millisecond, "Close kept to ShutdownTimeout")
+	select {
+	case err := <-subErr:
+		require.Error(t, err, "a subscription cannot start on a closed bus")
+	case <-time.After(opts.ReadTimeout + 5*time.Second):
+		t.Fatal("Subscribe did not give up")
+	}
+	proxy.Blackhole(false)
+}

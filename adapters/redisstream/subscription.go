@@ -217,7 +217,10 @@ func (b *Bus) subscribe(ctx context.Context, name string, h eventbus.Handler, br
 	var startIDs []string
 	if broadcast {
 		var err error
-		if startIDs, err = s.lastIDs(ctx); err != nil {
+		lctx, cancel := context.WithTimeout(ctx, b.cfg.WriteTimeout)
+		startIDs, err = s.lastIDs(lctx)
+		cancel()
+		if err != nil {
 			b.removeSub(s)
 			return nil, err
 		}
