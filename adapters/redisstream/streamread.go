@@ -35,6 +35,10 @@ type streamReader struct {
 	streams    []string  // names to reuse for the stream keys of replies
 	onFallback func(error)
 
+	// readTimeout is the client's read timeout on the raw path (0: none).
+	// go-redis retries a raw command whose read timed out, silently.
+	readTimeout time.Duration
+
 	args  []any
 	out   []streamEntries
 	spans []span
@@ -53,8 +57,16 @@ func newStreamReader(rdb redis.UniversalClient, streams []string, block time.Dur
 	r := &streamReader{rdb: rdb, streams: streams, onFallback: onFallback}
 	if rc, ok := rdb.(rawClient); ok && rawReadAllowed(rdb, block) {
 		r.raw = rc
+		r.readTimeout = max(rdb.(interface{ Options() *redis.Options }).Options().ReadTimeout, 0)
 	}
 	return r
+}
+
+// mayHaveRetried reports whether a read that took elapsed may have been
+// retried by go-redis after a read timeout: the entries the first attempt
+// read are then in the consumer's pending list but were never returned.
+func (r *streamReader) mayHaveRetried(elapsed time.Duration) bool {
+	return r.raw != nil && r.readTimeout > 0 && elapsed >= r.readTimeout
 }
 
 // rawReadAllowed reports whether rdb is a single-node client (or wraps

@@ -358,3 +358,53 @@ func FuzzParseReply(f *testing.F) {
 		}
 	})
 }
+
+// retrying does what go-redis does when a raw read times out: the first
+// XREADGROUP for new entries runs (Redis hands its entries to the consumer)
+// but its reply is lost, and after the read timeout the command runs again.
+type retrying struct {
+	*redis.Client
+	done atomic.Bool
+}
+
+func (r *retrying) DoRaw(ctx context.Context, args ...any) *redis.RawCmd {
+	if args[len(args)-1] == ">" && !r.done.Load() {
+		first := r.Client.DoRaw(ctx, args...)
+		v, err := first.Result()
+		if err != nil || len(v) == 0 || v[0] == '_' || strings.HasPrefix(string(v), "*-1") {
+			return first // nothing was read: nothing to lose
+		}
+		r.done.Store(true)
+		time.Sleep(r.Options().ReadTimeout)
+	}
+	return r.Client.DoRaw(ctx, args...)
+}
+
+// Entries of a read go-redis silently retried are claimed back at once,
+// not left for MinIdle.
+func TestSilentlyRetriedReadRecovered(t *testing.T) {
+	t.Parallel()
+	f := setup(t)
+	ctx := ctxT(t)
+	opts := *f.rdb.Options()
+	opts.ReadTimeout = 600 * time.Millisecond // Block is 100ms: the raw path
+	client := &retrying{Client: redis.NewClient(&opts)}
+	defer client.Close()
+	c := f.config()
+	c.MinIdle = 20 * time.Second
+	b, err := New(client, c)
+	require.NoError(t, err)
+	defer b.Close()
+	rec := newRecorder(20, nil)
+	_, err = b.Subscribe(ctx, "g", rec)
+	require.NoError(t, err)
+	envs := mkEnvs(t, 20)
+	require.NoError(t, b.Publish(ctx, envs...))
+	rec.wait(t, 5*time.Second)
+	require.True(t, client.done.Load(), "a read was lost and retried")
+	rec.mu.Lock()
+	defer rec.mu.Unlock()
+	for _, env := range envs {
+		require.Equal(t, 1, rec.calls[env.EventID], "handled once")
+	}
+}

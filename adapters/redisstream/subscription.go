@@ -566,6 +566,7 @@ func (s *subscription) readLoop() {
 		if n == 0 {
 			return
 		}
+		began := time.Now()
 		res, err := rd.readGroup(s.readCtx, s.name, cfg.Consumer, s.streams, newIDs, n, cfg.Block)
 		if err != nil {
 			s.release(n)
@@ -583,7 +584,9 @@ func (s *subscription) readLoop() {
 			}
 			continue
 		}
-		recoverLost := es.fails > 0
+		// After a failed read, or one go-redis may have retried after a
+		// read timeout (the first attempt's entries would be ours, unheld).
+		recoverLost := es.fails > 0 || rd.mayHaveRetried(time.Since(began))
 		s.onSuccess(&es, "read")
 		if s.nogroupLogged {
 			s.nogroupLogged = false
