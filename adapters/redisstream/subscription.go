@@ -390,6 +390,15 @@ func (s *subscription) giveBack(ctx context.Context) {
 	}
 }
 
+// leaveUnstarted records entries read but never dispatched for giveBack.
+func (s *subscription) leaveUnstarted(stream string, msgs []entry) {
+	s.unstartedMu.Lock()
+	for i := range msgs {
+		s.unstarted = append(s.unstarted, &delivery{stream: stream, entry: entry{id: msgs[i].id}})
+	}
+	s.unstartedMu.Unlock()
+}
+
 // giveBackScript decrements the delivery count of entries this consumer
 // still owns (XCLAIM JUSTID RETRYCOUNT, which also keeps them ours),
 // atomically with the ownership check.
@@ -598,7 +607,10 @@ func (s *subscription) readLoop() {
 				continue
 			}
 			if s.stopping() {
-				break // read after Close began: stays pending for us
+				// Read after Close began: pending for us, its delivery
+				// given back like an unstarted one's.
+				s.leaveUnstarted(xs.stream, xs.entries)
+				continue
 			}
 			s.dispatch(xs.stream, xs.entries, nil, 1, len(xs.entries))
 			used += len(xs.entries)
