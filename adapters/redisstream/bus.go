@@ -439,14 +439,7 @@ func (b *Bus) Close() error {
 	// Each subscription still starting finishes, or closes itself and
 	// fails; one stuck on a silent Redis is not waited for past the
 	// deadline (it closes itself when its start gives up).
-	started := make(chan struct{})
-	go func() { b.starting.Wait(); close(started) }()
-	st := time.NewTimer(time.Until(deadline))
-	select {
-	case <-started:
-	case <-st.C:
-	}
-	st.Stop()
+	waitUntil(&b.starting, deadline)
 	b.mu.Lock()
 	subs := make([]*subscription, 0, len(b.subs))
 	for s := range b.subs {
@@ -465,14 +458,7 @@ func (b *Bus) Close() error {
 	}
 	wg.Wait()
 	close(b.closing)
-	bgDone := make(chan struct{})
-	go func() { b.bg.Wait(); close(bgDone) }()
-	t := time.NewTimer(time.Until(deadline))
-	select {
-	case <-bgDone:
-	case <-t.C:
-	}
-	t.Stop()
+	waitUntil(&b.bg, deadline)
 	b.failQueued()
 	b.closeErr = errors.Join(errs...)
 	close(b.closeDone)
@@ -488,7 +474,22 @@ func (b *Bus) removeSub(s *subscription) {
 	b.mu.Unlock()
 }
 
-// sleepCtx waits d or until one of the channels closes; false when stopped.
+// waitUntil waits for wg until deadline and reports whether wg finished
+// first (if not, its waiting goroutine ends when wg does).
+func waitUntil(wg *sync.WaitGroup, deadline time.Time) bool {
+	done := make(chan struct{})
+	go func() { wg.Wait(); close(done) }()
+	t := time.NewTimer(time.Until(deadline))
+	defer t.Stop()
+	select {
+	case <-done:
+		return true
+	case <-t.C:
+		return false
+	}
+}
+
+// sleepOrStop waits d or until stop closes; false when stopped.
 func sleepOrStop(d time.Duration, stop <-chan struct{}) bool {
 	t := time.NewTimer(d)
 	defer t.Stop()

@@ -302,36 +302,19 @@ func (s *subscription) Close() error {
 		// A loop blocked on a silent Redis returns within Block or
 		// WriteTimeout and the client's timeouts; it is not waited for past
 		// the deadline (it exits on its own, dispatching nothing).
-		loopsDone := make(chan struct{})
-		go func() { s.loops.Wait(); close(loopsDone) }()
-		lt := time.NewTimer(time.Until(deadline))
-		select {
-		case <-loopsDone:
-		case <-lt.C:
-		}
-		lt.Stop()
+		waitUntil(&s.loops, deadline)
 		s.workMu.Lock()
 		s.workClosed = true
 		for _, ch := range s.work {
 			close(ch)
 		}
 		s.workMu.Unlock()
-		finished := make(chan struct{})
-		go func() { s.workers.Wait(); close(finished) }()
-		t := time.NewTimer(time.Until(deadline))
-		select {
-		case <-finished:
-		case <-t.C:
+		if !waitUntil(&s.workers, deadline) {
 			s.hardCancel()
-			grace := time.NewTimer(time.Second)
-			select {
-			case <-finished:
-			case <-grace.C:
+			if !waitUntil(&s.workers, time.Now().Add(time.Second)) {
 				s.closeErr = fmt.Errorf("%w: %q", ErrShutdownTimeout, s.name)
 			}
-			grace.Stop()
 		}
-		t.Stop()
 		s.hardCancel()
 		if !s.broadcast {
 			if last := time.Now().Add(closeLastAck); last.After(deadline) {
