@@ -286,17 +286,24 @@ func TestUnparsableReplyFallsBackAndRecovers(t *testing.T) {
 	c := f.config()
 	c.MinIdle = 10 * time.Second
 	c.Logger = slog.New(slog.NewTextHandler(&logs, nil))
-	b, err := New(g, c)
-	require.NoError(t, err)
-	defer b.Close()
-	rec := newRecorder(20, nil)
-	_, err = b.Subscribe(ctx, "g", rec)
-	require.NoError(t, err)
-	envs := mkEnvs(t, 20)
-	require.NoError(t, b.Publish(ctx, envs...))
-	rec.wait(t, 5*time.Second)
+	requireEachHandledOnce(t, ctx, g, c, 20)
 	require.True(t, g.done.Load(), "a reply was garbled")
 	require.Contains(t, logs.String(), "reading with go-redis's reply parser from now on")
+}
+
+// requireEachHandledOnce runs a bus on rdb with c, publishes n events to
+// a subscription and requires each handled exactly once within 5 s.
+func requireEachHandledOnce(t *testing.T, ctx context.Context, rdb redis.UniversalClient, c *Config, n int) {
+	t.Helper()
+	b, err := New(rdb, c)
+	require.NoError(t, err)
+	defer b.Close()
+	rec := newRecorder(n, nil)
+	_, err = b.Subscribe(ctx, "g", rec)
+	require.NoError(t, err)
+	envs := mkEnvs(t, n)
+	require.NoError(t, b.Publish(ctx, envs...))
+	rec.wait(t, 5*time.Second)
 	rec.mu.Lock()
 	defer rec.mu.Unlock()
 	for _, env := range envs {
@@ -305,7 +312,7 @@ func TestUnparsableReplyFallsBackAndRecovers(t *testing.T) {
 }
 
 // The whole bus works on the parsed path too (a client wrapper without
-// DoRawWriteTo).
+// DoRaw).
 func TestBusOnParsedPath(t *testing.T) {
 	t.Parallel()
 	f := setup(t)
@@ -392,19 +399,6 @@ func TestSilentlyRetriedReadRecovered(t *testing.T) {
 	defer client.Close()
 	c := f.config()
 	c.MinIdle = 20 * time.Second
-	b, err := New(client, c)
-	require.NoError(t, err)
-	defer b.Close()
-	rec := newRecorder(20, nil)
-	_, err = b.Subscribe(ctx, "g", rec)
-	require.NoError(t, err)
-	envs := mkEnvs(t, 20)
-	require.NoError(t, b.Publish(ctx, envs...))
-	rec.wait(t, 5*time.Second)
+	requireEachHandledOnce(t, ctx, client, c, 20)
 	require.True(t, client.done.Load(), "a read was lost and retried")
-	rec.mu.Lock()
-	defer rec.mu.Unlock()
-	for _, env := range envs {
-		require.Equal(t, 1, rec.calls[env.EventID], "handled once")
-	}
 }
