@@ -22,8 +22,9 @@ import (
 	"github.com/stretchr/testify/require"
 )
 
-// chaosCluster is a throwaway PostgreSQL cluster of the test's own.
-type chaosCluster struct {
+// throwawayCluster is a PostgreSQL cluster of the test's own: restarts and
+// horizons there touch no other test.
+type throwawayCluster struct {
 	dir  string
 	port int
 	url  string
@@ -45,10 +46,10 @@ func asPostgres(name string, args ...string) *exec.Cmd {
 	return exec.Command(bin, args...)
 }
 
-// startChaosCluster initdbs and starts a cluster on a free port, stopped
+// startThrowawayCluster initdbs and starts a cluster on a free port, stopped
 // (immediate) at cleanup. It skips (fails under CI=true) with the precise
 // reason when that is impossible here.
-func startChaosCluster(t *testing.T) *chaosCluster {
+func startThrowawayCluster(t *testing.T) *throwawayCluster {
 	t.Helper()
 	unavailable := func(format string, args ...any) {
 		t.Helper()
@@ -71,7 +72,7 @@ func startChaosCluster(t *testing.T) *chaosCluster {
 	if out, err := asPostgres("initdb", "-D", data, "-U", "postgres", "--auth=trust", "-N").CombinedOutput(); err != nil {
 		unavailable("initdb: %v: %s", err, out)
 	}
-	c := &chaosCluster{dir: data, port: testinfra.FreePort(t)}
+	c := &throwawayCluster{dir: data, port: testinfra.FreePort(t)}
 	c.url = fmt.Sprintf("postgres://postgres@127.0.0.1:%d/postgres?sslmode=disable", c.port)
 	opts := fmt.Sprintf("-p %d -k %s -c listen_addresses=127.0.0.1 -c fsync=off -c max_connections=60", c.port, dir)
 	if out, err := asPostgres("pg_ctl", "-D", data, "-o", opts, "-l", filepath.Join(dir, "log"), "-w", "-t", "30", "start").CombinedOutput(); err != nil {
@@ -81,7 +82,7 @@ func startChaosCluster(t *testing.T) *chaosCluster {
 	return c
 }
 
-func (c *chaosCluster) restart(t *testing.T) {
+func (c *throwawayCluster) restart(t *testing.T) {
 	t.Helper()
 	// -l again: without it the server would inherit our output pipe.
 	out, err := asPostgres("pg_ctl", "-D", c.dir, "-l", filepath.Join(filepath.Dir(c.dir), "log"), "-m", "fast", "-w", "-t", "30", "restart").CombinedOutput()
@@ -94,7 +95,7 @@ func (c *chaosCluster) restart(t *testing.T) {
 // all, everything resumes, nothing is lost, effects happen once.
 func TestC7ConnectionLossAndRestart(t *testing.T) {
 	t.Parallel()
-	c := startChaosCluster(t)
+	c := startThrowawayCluster(t)
 	ctx := context.Background()
 	cfg, err := pgxpool.ParseConfig(c.url)
 	require.NoError(t, err)

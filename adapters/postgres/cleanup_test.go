@@ -8,7 +8,6 @@ import (
 
 	"github.com/choicesherpa/eventkit/adapters/postgres"
 	"github.com/choicesherpa/eventkit/eventbus"
-	"github.com/choicesherpa/eventkit/internal/testinfra"
 	"github.com/choicesherpa/eventkit/outbox"
 	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/pgxpool"
@@ -97,12 +96,17 @@ VALUES (gen_random_uuid(), 'cart.item_added.v1', 1, 'cart', 'old-pending', '{}',
 // once a long transaction has ended. Each cycle adds rows past the
 // retention, cleanup deletes them and VACUUM (what autovacuum does, run
 // here so the test does not wait on its schedule) makes their space
-// reusable. The test has a database of its own: VACUUM's horizon covers
-// every transaction of the database, and other tests hold old snapshots.
+// reusable. The test has a cluster of its own: an old snapshot anywhere in
+// the cluster, even in another database, keeps VACUUM from recycling
+// emptied index pages (PostgreSQL 15 checks them against the shared
+// horizon), and other tests hold old snapshots on the shared server.
 func TestO7TableSizeStableOnceLongTxEnds(t *testing.T) {
 	t.Parallel()
 	ctx := context.Background()
-	pool := freshDatabase(t)
+	cluster := startThrowawayCluster(t)
+	pool, err := pgxpool.New(ctx, cluster.url)
+	require.NoError(t, err)
+	t.Cleanup(pool.Close)
 	require.NoError(t, postgres.Migrate(ctx, pool, nil))
 	ob, err := postgres.NewOutbox(pool, &postgres.OutboxConfig{DisableNotify: true})
 	require.NoError(t, err)
@@ -146,39 +150,4 @@ FROM generate_series(1, $2) g`, now, rows)
 	// pages it emptied, so the size settles from the second cycle on.
 	require.LessOrEqual(t, float64(sizes[4]), 1.2*float64(sizes[1]), "table size stable over 5 cycles: %v", sizes)
 	require.LessOrEqual(t, sizes[4], held[1], "space freed once the long tx ended is reused")
-}
-
-// freshDatabase creates a database for the test (dropped at cleanup) and
-// returns a pool on it.
-func freshDatabase(t *testing.T) *pgxpool.Pool {
-	t.Helper()
-	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
-	defer cancel()
-	url := testinfra.PostgresURL(t)
-	name := testinfra.UniqueName("db")
-	admin, err := pgx.Connect(ctx, url)
-	require.NoError(t, err)
-	defer admin.Close(ctx)
-	_, err = admin.Exec(ctx, "CREATE DATABASE "+pgx.Identifier{name}.Sanitize())
-	require.NoError(t, err)
-	cfg, err := pgxpool.ParseConfig(url)
-	require.NoError(t, err)
-	cfg.ConnConfig.Database = name
-	pool, err := pgxpool.NewWithConfig(ctx, cfg)
-	require.NoError(t, err)
-	t.Cleanup(func() {
-		pool.Close()
-		ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
-		defer cancel()
-		admin, err := pgx.Connect(ctx, url)
-		if err != nil {
-			t.Errorf("drop database %s: %v", name, err)
-			return
-		}
-		defer admin.Close(ctx)
-		if _, err := admin.Exec(ctx, "DROP DATABASE IF EXISTS "+pgx.Identifier{name}.Sanitize()+" WITH (FORCE)"); err != nil {
-			t.Errorf("drop database %s: %v", name, err)
-		}
-	})
-	return pool
 }
