@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"errors"
 	"math"
+	"regexp"
 	"testing"
 
 	"github.com/choicesherpa/eventkit/bench"
@@ -43,5 +44,40 @@ func TestWireRoundTrip(t *testing.T) {
 	}
 	if err := mergeWire(&out, []byte("not json")); err == nil {
 		t.Fatal("a child that printed no report must be an error")
+	}
+}
+
+// Only a missed floor is run again: never a correctness failure, a case
+// error or a known miss, and never a full-mode miss (which does not fail).
+func TestOnlyMissedFloorsIsRetried(t *testing.T) {
+	short := bench.Config{Mode: bench.Short, KnownMisses: regexp.MustCompile(`^B4 vs watermill`)}
+	p99 := func(ms float64) bench.Result {
+		return bench.Result{ID: "B7", Name: "p99 (ours)", Unit: "ms", Ours: ms, Peer: math.NaN(), Ratio: math.NaN(), Target: bench.AtMostAbs(2)}
+	}
+	knownMiss := bench.Result{ID: "B4", Name: "vs watermill", Unit: "msg/s", Ours: 1, Peer: 1, Ratio: 1, Target: bench.AtLeastX(3)}
+	rep := func(rs ...bench.Result) bench.Report { return bench.Report{Results: rs, Errors: map[string]error{}} }
+
+	slow := rep(p99(4.5), knownMiss)
+	if !onlyMissedFloors(slow, short) {
+		t.Fatal("a missed latency floor must be run again")
+	}
+	if got := missedRows(slow, short); len(got) != 1 || got[0] != "p99 (ours): 4.5 ms" {
+		t.Fatalf("missed rows %q: want the p99 row alone, with its figure", got)
+	}
+	if onlyMissedFloors(rep(p99(3), knownMiss), short) {
+		t.Fatal("nothing but a known miss: nothing to run again")
+	}
+	incorrect := p99(4.5)
+	incorrect.Failures = []string{"lost 1"}
+	if onlyMissedFloors(rep(incorrect), short) {
+		t.Fatal("a correctness failure must never be run again")
+	}
+	errored := rep(p99(4.5))
+	errored.Errors["B7"] = errors.New("boom")
+	if onlyMissedFloors(errored, short) {
+		t.Fatal("a case error must never be run again")
+	}
+	if onlyMissedFloors(slow, bench.Config{Mode: bench.Full}) {
+		t.Fatal("a full-mode miss does not fail the run, so it is not run again")
 	}
 }
