@@ -85,10 +85,10 @@ func mergeWire(rep *bench.Report, data []byte) error {
 // runIsolated runs each case in a child process of this executable and
 // merges their reports; the children's progress lines go to progress. A
 // case that only missed a floor (no error, nothing incorrect, not a known
-// miss) is run again, up to retries times, and the last run's rows stand,
-// with a note quoting what the earlier runs missed: one slow spell of a
-// shared machine does not fail CI, a regression misses every run.
-func runIsolated(ctx context.Context, cfg bench.Config, cases []bench.Case, retries int, progress io.Writer) bench.Report {
+// miss) is run again after pause, up to retries times, and the last run's
+// rows stand, with a note quoting what the earlier runs missed: one slow
+// spell of a shared machine does not fail CI, a regression misses every run.
+func runIsolated(ctx context.Context, cfg bench.Config, cases []bench.Case, retries int, pause time.Duration, progress io.Writer) bench.Report {
 	rep := bench.Report{Skipped: map[string]string{}, Errors: map[string]error{}, Started: time.Now()}
 	self, err := os.Executable()
 	if err != nil {
@@ -103,7 +103,11 @@ func runIsolated(ctx context.Context, cfg bench.Config, cases []bench.Case, retr
 			one := runChild(ctx, self, cfg, c, progress)
 			if attempt < retries && onlyMissedFloors(one, cfg) && ctx.Err() == nil {
 				missed = append(missed, missedRows(one, cfg)...)
-				fmt.Fprintf(progress, "# %s missed a floor; running it again\n", c.ID)
+				fmt.Fprintf(progress, "# %s missed a floor; running it again in %s\n", c.ID, pause)
+				select {
+				case <-ctx.Done():
+				case <-time.After(pause):
+				}
 				continue
 			}
 			if len(missed) > 0 && len(one.Results) > 0 {

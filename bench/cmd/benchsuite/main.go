@@ -12,9 +12,9 @@
 // It exits 1 when a correctness check fails or a case errors, and in -short
 // mode also when a floor (about half a target) is missed, so CI catches a
 // collapse without failing on noise. A case that only missed a floor runs
-// once more (-retry-misses) and its last run stands, the table noting the
-// earlier miss: a regression misses every run, a slow spell of a shared
-// machine does not. A missed full target is reported in
+// again after a pause (-retry-misses, -retry-pause) and its last run stands,
+// the table noting the earlier misses: a regression misses every run, a
+// slow spell of a shared machine does not. A missed full target is reported in
 // the table, not turned into a failure: the machine is shared.
 package main
 
@@ -26,6 +26,7 @@ import (
 	"os"
 	"os/signal"
 	"regexp"
+	"time"
 
 	"github.com/choicesherpa/eventkit/bench"
 )
@@ -41,7 +42,8 @@ func run() int {
 	list := flag.Bool("list", false, "list the cases and their targets, run nothing")
 	quiet := flag.Bool("q", false, "no progress lines on stderr")
 	knownRE := flag.String("known-misses", "", `rows ("ID name") whose missed bar is reported but does not fail the run`)
-	retries := flag.Int("retry-misses", 1, "run a case again, up to this many times, when it only missed a floor (-short); the last run stands and the table notes the earlier misses")
+	retries := flag.Int("retry-misses", 2, "run a case again, up to this many times, when it only missed a floor (-short); the last run stands and the table notes the earlier misses")
+	pause := flag.Duration("retry-pause", 20*time.Second, "wait this long before running a case again, so a slow spell of the machine can pass")
 	together := flag.Bool("one-process", false, "run every case in this process instead of one process per case")
 	child := flag.Bool("child", false, "internal: run the cases here and print the report as JSON")
 	flag.Parse()
@@ -99,7 +101,7 @@ func run() int {
 	if *together {
 		rep = bench.RunSuite(ctx, cfg, cases, progress)
 	} else {
-		rep = runIsolated(ctx, cfg.WithDefaults(), cases, *retries, progress)
+		rep = runIsolated(ctx, cfg.WithDefaults(), cases, *retries, *pause, progress)
 	}
 	bench.WriteTable(os.Stdout, cfg, rep)
 	if rep.FailedExcept(cfg.Mode, cfg.KnownMisses) {
