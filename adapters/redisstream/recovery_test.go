@@ -248,6 +248,32 @@ func TestTrimNeverDropsUnacked(t *testing.T) {
 	require.Zero(t, r.Removed)
 }
 
+// A group rewound with XGROUP SETID below its pending entries reads the
+// entries after its new last-delivered id again: the trim keeps them.
+func TestTrimKeepsWhatARewoundGroupWillReread(t *testing.T) {
+	t.Parallel()
+	f := setup(t)
+	ctx := ctxT(t)
+	var ids []string
+	for i := range 10 {
+		id, err := f.rdb.XAdd(ctx, &redis.XAddArgs{Stream: f.stream, Values: []any{"n", i}}).Result()
+		require.NoError(t, err)
+		ids = append(ids, id)
+	}
+	read := readRaw(t, f.rdb, f.stream, "g", "c", 10)
+	require.Len(t, read, 10)
+	require.NoError(t, f.rdb.XAck(ctx, f.stream, "g", ids[:5]...).Err())
+	// Oldest pending: ids[5]. Rewound: the group reads from after ids[2].
+	require.NoError(t, f.rdb.XGroupSetID(ctx, f.stream, "g", ids[2]).Err())
+
+	res, err := TrimStream(ctx, f.rdb, f.stream, TrimOptions{})
+	require.NoError(t, err)
+	require.Equal(t, ids[2], res.MinID)
+	again, err := f.rdb.XReadGroup(ctx, &redis.XReadGroupArgs{Group: "g", Consumer: "c", Streams: []string{f.stream, ">"}, Count: 1}).Result()
+	require.NoError(t, err)
+	require.Equal(t, ids[3], again[0].Messages[0].ID, "the rewound group's next entry was not trimmed")
+}
+
 // Replay goes to the failing group only and keeps the event id.
 func TestReplayToFailingGroupOnly(t *testing.T) {
 	t.Parallel()

@@ -45,9 +45,10 @@ type TrimResult struct {
 }
 
 // trimScript computes, atomically, the lowest id some group still needs
-// (its oldest pending entry, else its last-delivered id: later entries are
-// undelivered) and trims below the smaller of that and the length target's
-// cut. Redis 7 has no group-aware trim; doing it in one script closes the
+// (the smaller of its oldest pending entry and its last-delivered id: later
+// entries are undelivered, and a group rewound with XGROUP SETID has its
+// last-delivered id below its pending ones) and trims below the smaller of
+// that and the length target's cut. Redis 7 has no group-aware trim; doing it in one script closes the
 // race with a group being created or reading between the check and XTRIM.
 var trimScript = redis.NewScript(`
 local key = KEYS[1]
@@ -74,7 +75,7 @@ for _, g in ipairs(groups) do
   end
   local cand = last
   local p = redis.call('XPENDING', key, name)
-  if p[1] > 0 then cand = p[2] end
+  if p[1] > 0 and less(p[2], cand) then cand = p[2] end
   if safe == nil or less(cand, safe) then safe = cand end
 end
 local minid = safe
