@@ -113,7 +113,8 @@ type Store interface {
 	MarkReplayed(ctx context.Context, id string, at time.Time) error
 	// Delete removes one record (ErrNotFound if absent).
 	Delete(ctx context.Context, id string) error
-	// Purge removes every record matching f and returns how many.
+	// Purge removes every record matching f and returns how many. On error
+	// it still returns how many it removed before failing.
 	Purge(ctx context.Context, f Filter) (int, error)
 	// Count returns how many records match f (the DLQ depth gauge).
 	Count(ctx context.Context, f Filter) (int, error)

@@ -349,7 +349,8 @@ func (q *Queue) Delete(ctx context.Context, id string) error {
 // Purge removes every record matching f and returns how many. confirm must
 // be ConfirmPurge, or ConfirmPurgeAll when f is the zero filter (purging
 // everything); anything else fails with ErrConfirmationRequired and removes
-// nothing.
+// nothing. When the store fails part way, Purge returns how many records
+// it removed with the error, and audit-logs them either way.
 func (q *Queue) Purge(ctx context.Context, f Filter, confirm string) (int, error) {
 	if err := f.Validate(); err != nil {
 		return 0, err
@@ -362,16 +363,20 @@ func (q *Queue) Purge(ctx context.Context, f Filter, confirm string) (int, error
 		return 0, fmt.Errorf("%w: send confirm %q to purge %s", ErrConfirmationRequired, want, describe(f))
 	}
 	n, err := q.store.Purge(ctx, f)
-	if err != nil {
-		return 0, fmt.Errorf("deadletter: purge: %w", err)
-	}
-	q.log.LogAttrs(ctx, slog.LevelWarn, "deadletter: purged",
+	// A purge that failed part way has still removed n records: audit them.
+	attrs := []slog.Attr{
 		slog.String("actor", ActorFromContext(ctx)),
 		slog.String("filter_event_type", f.EventType), slog.String("filter_handler", f.Handler),
 		slog.String("filter_status", f.Status),
 		slog.String("filter_failed_after", timeAttr(f.FailedAfter)),
 		slog.String("filter_failed_before", timeAttr(f.FailedBefore)),
-		slog.Int("purged", n))
+		slog.Int("purged", n),
+	}
+	if err != nil {
+		q.log.LogAttrs(ctx, slog.LevelError, "deadletter: purge failed", append(attrs, slog.Any("error", err))...)
+		return n, fmt.Errorf("deadletter: purge: %w", err)
+	}
+	q.log.LogAttrs(ctx, slog.LevelWarn, "deadletter: purged", attrs...)
 	return n, nil
 }
 

@@ -346,6 +346,59 @@ func TestPurgeNeedsConfirmation(t *testing.T) {
 	require.Equal(t, 1, n)
 }
 
+// The zero instant written in another zone is still "no bound": such a
+// filter purges everything and needs purge-all, as the empty filter does.
+func TestPurgeAllConfirmationKeepsZeroInstantsInAnyZone(t *testing.T) {
+	t.Parallel()
+	b := setup(t, false)
+	ctx := context.Background()
+	for i := range 3 {
+		b.deadLetter(t, handlerName, "a.b.v1", i)
+	}
+	zero := time.Time{}.In(time.FixedZone("UTC+1", 3600))
+	for _, f := range []deadletter.Filter{{FailedAfter: zero}, {FailedBefore: zero}} {
+		require.True(t, f.IsZero())
+		_, err := b.queue.Purge(ctx, f, deadletter.ConfirmPurge)
+		require.ErrorIs(t, err, deadletter.ErrConfirmationRequired)
+	}
+	n, err := b.queue.Count(ctx, deadletter.Filter{})
+	require.NoError(t, err)
+	require.Equal(t, 3, n)
+}
+
+// failingPurgeStore removes the matching records, then reports an error,
+// as a store whose later batches time out does.
+type failingPurgeStore struct{ *deadletter.MemoryStore }
+
+func (s failingPurgeStore) Purge(ctx context.Context, f deadletter.Filter) (int, error) {
+	n, _ := s.MemoryStore.Purge(ctx, f)
+	return n, context.DeadlineExceeded
+}
+
+// A purge that fails part way reports what it removed and audits it.
+func TestPurgeFailingPartWayReportsAndAuditsWhatItRemoved(t *testing.T) {
+	t.Parallel()
+	b := setup(t, false)
+	ctx := deadletter.WithActor(context.Background(), "alice")
+	for i := range 3 {
+		b.deadLetter(t, handlerName, "a.b.v1", i)
+	}
+	q, err := deadletter.NewQueue(failingPurgeStore{b.store}, b.replayer, &deadletter.Config{Logger: slog.New(slog.NewJSONHandler(b.logs, nil))})
+	require.NoError(t, err)
+	n, err := q.Purge(ctx, deadletter.Filter{Handler: handlerName}, deadletter.ConfirmPurge)
+	require.ErrorIs(t, err, context.DeadlineExceeded)
+	require.Equal(t, 3, n)
+	var audited map[string]any
+	for _, l := range b.logs.lines(t) {
+		if l["msg"] == "deadletter: purge failed" {
+			audited = l
+		}
+	}
+	require.NotNil(t, audited, b.logs.String())
+	require.EqualValues(t, 3, audited["purged"])
+	require.Equal(t, "alice", audited["actor"])
+}
+
 func TestListClampsAndValidates(t *testing.T) {
 	t.Parallel()
 	b := setup(t, false)

@@ -172,8 +172,11 @@ func (f Filter) Match(rec Record) bool {
 	return true
 }
 
-// IsZero reports whether f matches every record.
-func (f Filter) IsZero() bool { return f == Filter{} }
+// IsZero reports whether f matches every record. A time bound counts as
+// unset when it is the zero instant in any location, as Match treats it.
+func (f Filter) IsZero() bool {
+	return f.EventType == "" && f.Handler == "" && f.Status == "" && f.FailedAfter.IsZero() && f.FailedBefore.IsZero()
+}
 
 // Validate checks that f can be applied: Status is empty or a known status,
 // and the time bounds, when both set, are ordered. It wraps ErrInvalidFilter.
