@@ -180,10 +180,14 @@ return 1
 `)
 
 // dlqDeleteScript removes a record and its index entries. KEYS: 1 record,
-// 2 all index. ARGV: 1 index prefix, 2 id. Returns 0 if absent.
+// 2 all index. ARGV: 1 index prefix, 2 id, and optionally 3 status and
+// 4 last failure us the record must still have (Purge deletes only the
+// version it matched: a failure written since is not lost). Returns 0 if
+// absent or changed.
 var dlqDeleteScript = redis.NewScript(`
-local old = redis.call('HMGET', KEYS[1], 'handler', 'event_type', 'status')
+local old = redis.call('HMGET', KEYS[1], 'handler', 'event_type', 'status', 'last_us')
 if not old[1] then return 0 end
+if ARGV[3] and (old[3] ~= ARGV[3] or old[4] ~= ARGV[4]) then return 0 end
 redis.call('DEL', KEYS[1])
 redis.call('ZREM', KEYS[2], ARGV[2])
 redis.call('ZREM', ARGV[1] .. ':h:' .. old[1], ARGV[2])
@@ -488,11 +492,16 @@ func (s *DeadLetterStore) Delete(ctx context.Context, id string) error {
 }
 
 // Purge implements deadletter.Store. It deletes in batches; records added
-// while it runs may or may not be removed.
+// while it runs may or may not be removed, and a record that changed after
+// it matched (a new failure, a replay) is left alone.
 func (s *DeadLetterStore) Purge(ctx context.Context, f deadletter.Filter) (int, error) {
-	var ids []string
+	type version struct {
+		id, status string
+		lastUS     int64
+	}
+	var matched []version
 	if err := s.scan(ctx, f, false, 0, "", func(h dlqHit) bool {
-		ids = append(ids, h.rec.ID)
+		matched = append(matched, version{h.rec.ID, h.rec.Status, h.score})
 		return true
 	}); err != nil {
 		return 0, err
@@ -502,13 +511,13 @@ func (s *DeadLetterStore) Purge(ctx context.Context, f deadletter.Filter) (int, 
 		return 0, fmt.Errorf("redisstream: dead-letter purge: %w", err)
 	}
 	purged := 0
-	for len(ids) > 0 {
-		chunk := ids[:min(len(ids), s.batch)]
-		ids = ids[len(chunk):]
+	for len(matched) > 0 {
+		chunk := matched[:min(len(matched), s.batch)]
+		matched = matched[len(chunk):]
 		pipe := s.rdb.Pipeline()
 		cmds := make([]*redis.Cmd, len(chunk))
-		for i, id := range chunk {
-			cmds[i] = dlqDeleteScript.EvalSha(ctx, pipe, []string{s.recKey(id), s.idx}, s.idx, id)
+		for i, v := range chunk {
+			cmds[i] = dlqDeleteScript.EvalSha(ctx, pipe, []string{s.recKey(v.id), s.idx}, s.idx, v.id, v.status, strconv.FormatInt(v.lastUS, 10))
 		}
 		if _, err := pipe.Exec(ctx); err != nil {
 			return purged, fmt.Errorf("redisstream: dead-letter purge: %w", err)

@@ -5,9 +5,11 @@ import (
 	"errors"
 	"log/slog"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
+	"github.com/redis/go-redis/v9"
 	"github.com/stretchr/testify/require"
 
 	"github.com/choicesherpa/eventkit/adapters/redisstream"
@@ -133,4 +135,58 @@ func dlqHandler(fn func(id string) error) eventbus.Handler {
 	return eventbus.HandlerFunc(func(_ context.Context, env eventbus.Envelope) error {
 		return fn(env.EventID.String())
 	})
+}
+
+// beforeScriptPipeline runs fn once, just before the client's first
+// pipeline of scripts (Purge's deletes; its scan pipelines are reads).
+type beforeScriptPipeline struct {
+	once sync.Once
+	fn   func()
+}
+
+func (h *beforeScriptPipeline) DialHook(next redis.DialHook) redis.DialHook          { return next }
+func (h *beforeScriptPipeline) ProcessHook(next redis.ProcessHook) redis.ProcessHook { return next }
+func (h *beforeScriptPipeline) ProcessPipelineHook(next redis.ProcessPipelineHook) redis.ProcessPipelineHook {
+	return func(ctx context.Context, cmds []redis.Cmder) error {
+		if len(cmds) > 0 && cmds[0].Name() == "evalsha" {
+			h.once.Do(h.fn)
+		}
+		return next(ctx, cmds)
+	}
+}
+
+// A record that fails again between Purge's scan and its delete is a new
+// failure: Purge leaves it (it no longer matches a purge of replayed ones).
+func TestDLQStorePurgeKeepsARecordThatChangedAfterItMatched(t *testing.T) {
+	t.Parallel()
+	ctx := context.Background()
+	rdb, prefix := testinfra.Redis(t)
+	other, _ := testinfra.Redis(t)
+	cfg := &redisstream.DeadLetterConfig{KeyPrefix: prefix}
+	s, err := redisstream.NewDeadLetterStore(rdb, cfg)
+	require.NoError(t, err)
+	bus, err := redisstream.NewDeadLetterStore(other, cfg)
+	require.NoError(t, err)
+	rec := deadlettertest.NewRecord("h", "x.y.v1", 1)
+	require.NoError(t, s.Put(ctx, rec))
+	require.NoError(t, s.MarkReplayed(ctx, rec.ID, time.Now()))
+	// The replayed event fails again and the bus writes it back, after the
+	// purge's scan matched the replayed record and before it deletes.
+	rdb.AddHook(&beforeScriptPipeline{fn: func() {
+		again := rec
+		again.Attempts, again.LastError, again.LastFailedAt = 1, "failed again after replay", time.Now()
+		require.NoError(t, bus.Put(ctx, again))
+	}})
+	n, err := s.Purge(ctx, deadletter.Filter{Status: deadletter.StatusReplayed})
+	require.NoError(t, err)
+	require.Zero(t, n)
+	got, err := s.Get(ctx, rec.ID)
+	require.NoError(t, err, "the new failure is not lost")
+	require.Equal(t, deadletter.StatusDead, got.Status)
+	require.Equal(t, "failed again after replay", got.LastError)
+
+	// Unchanged records are purged as before.
+	n, err = s.Purge(ctx, deadletter.Filter{Status: deadletter.StatusDead})
+	require.NoError(t, err)
+	require.Equal(t, 1, n)
 }
