@@ -363,15 +363,9 @@ func (s *DeadLetterStore) scan(ctx context.Context, f deadletter.Filter, hasCur 
 	if hasCur && (!maxSet || curScore < maxUS) {
 		maxS = strconv.FormatInt(curScore, 10)
 	}
-	offset := int64(0)
-	for {
-		zs, err := s.rdb.ZRevRangeByScoreWithScores(ctx, key, &redis.ZRangeBy{Min: minS, Max: maxS, Offset: offset, Count: int64(s.batch)}).Result()
-		if err != nil {
-			return fmt.Errorf("redisstream: dead-letter list: %w", err)
-		}
-		if len(zs) == 0 {
-			return nil
-		}
+	// visit reads the records of one index batch and calls fn with those
+	// that match, reporting whether fn wants more.
+	visit := func(zs []redis.Z) (bool, error) {
 		type cand struct {
 			id    string
 			score int64
@@ -385,44 +379,67 @@ func (s *DeadLetterStore) scan(ctx context.Context, f deadletter.Filter, hasCur 
 			}
 			cands = append(cands, cand{id, sc})
 		}
-		if len(cands) > 0 {
+		for len(cands) > 0 {
+			chunk := cands[:min(len(cands), s.batch)]
+			cands = cands[len(chunk):]
 			pipe := s.rdb.Pipeline()
-			cmds := make([]*redis.MapStringStringCmd, len(cands))
-			for i, c := range cands {
+			cmds := make([]*redis.MapStringStringCmd, len(chunk))
+			for i, c := range chunk {
 				cmds[i] = pipe.HGetAll(ctx, s.recKey(c.id))
 			}
 			if _, err := pipe.Exec(ctx); err != nil {
-				return fmt.Errorf("redisstream: dead-letter list: %w", err)
+				return false, fmt.Errorf("redisstream: dead-letter list: %w", err)
 			}
-			for i, c := range cands {
+			for i, c := range chunk {
 				m := cmds[i].Val()
 				if len(m) == 0 {
 					continue // deleted since the index was read
 				}
 				rec, err := dlqDecode(c.id, m)
 				if err != nil {
-					return err
+					return false, err
 				}
-				if !f.Match(rec) {
-					continue
-				}
-				if !fn(dlqHit{rec: rec, score: c.score}) {
-					return nil
+				if f.Match(rec) && !fn(dlqHit{rec: rec, score: c.score}) {
+					return false, nil
 				}
 			}
+		}
+		return true, nil
+	}
+	for {
+		zs, err := s.rdb.ZRevRangeByScoreWithScores(ctx, key, &redis.ZRangeBy{Min: minS, Max: maxS, Count: int64(s.batch)}).Result()
+		if err != nil {
+			return fmt.Errorf("redisstream: dead-letter list: %w", err)
+		}
+		if len(zs) == 0 {
+			return nil
+		}
+		if hasCur && int64(zs[len(zs)-1].Score) == curScore {
+			// The whole batch ties with the cursor's score: read that
+			// score's entries at once (a batch of records failing in one
+			// microsecond is rare). Stepping with an OFFSET instead would
+			// skip an entry when one before it is deleted meanwhile.
+			score := strconv.FormatInt(curScore, 10)
+			if zs, err = s.rdb.ZRevRangeByScoreWithScores(ctx, key, &redis.ZRangeBy{Min: score, Max: score}).Result(); err != nil {
+				return fmt.Errorf("redisstream: dead-letter list: %w", err)
+			}
+			if more, err := visit(zs); err != nil || !more {
+				return err
+			}
+			// Then strictly older entries.
+			hasCur, maxS = false, "("+score
+			continue
+		}
+		if more, err := visit(zs); err != nil || !more {
+			return err
 		}
 		if len(zs) < s.batch {
 			return nil
 		}
+		// Continue from the last entry read: same score, smaller ids, then older.
 		last := zs[len(zs)-1]
 		lastID, _ := last.Member.(string)
-		if len(cands) == 0 {
-			// A whole batch at the cursor's score, all already seen: step over it.
-			offset += int64(len(zs))
-			continue
-		}
-		// Continue from the last entry read: same score, smaller ids, then older.
-		hasCur, curScore, curID, offset = true, int64(last.Score), lastID, 0
+		hasCur, curScore, curID = true, int64(last.Score), lastID
 		maxS = strconv.FormatInt(curScore, 10)
 	}
 }

@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"log/slog"
+	"slices"
 	"strings"
 	"sync"
 	"testing"
@@ -189,4 +190,65 @@ func TestDLQStorePurgeKeepsARecordThatChangedAfterItMatched(t *testing.T) {
 	n, err = s.Purge(ctx, deadletter.Filter{Status: deadletter.StatusDead})
 	require.NoError(t, err)
 	require.Equal(t, 1, n)
+}
+
+// onCommand runs fn before the n-th command named name (not pipelined).
+type onCommand struct {
+	name string
+	n    int
+	seen int
+	fn   func()
+	mu   sync.Mutex
+}
+
+func (h *onCommand) DialHook(next redis.DialHook) redis.DialHook { return next }
+func (h *onCommand) ProcessPipelineHook(next redis.ProcessPipelineHook) redis.ProcessPipelineHook {
+	return next
+}
+func (h *onCommand) ProcessHook(next redis.ProcessHook) redis.ProcessHook {
+	return func(ctx context.Context, cmd redis.Cmder) error {
+		h.mu.Lock()
+		if cmd.Name() == h.name {
+			h.seen++
+			if h.seen == h.n {
+				h.fn()
+			}
+		}
+		h.mu.Unlock()
+		return next(ctx, cmd)
+	}
+}
+
+// Records failing in the same microsecond are paged through without a gap
+// even when one of them is deleted while the scan steps over their tie.
+func TestDLQStoreListSkipsNothingWhenATieShrinks(t *testing.T) {
+	t.Parallel()
+	ctx := context.Background()
+	rdb, prefix := testinfra.Redis(t)
+	cfg := &redisstream.DeadLetterConfig{KeyPrefix: prefix, ScanBatch: 1}
+	s, err := redisstream.NewDeadLetterStore(rdb, cfg)
+	require.NoError(t, err)
+	other, _ := testinfra.Redis(t)
+	admin, err := redisstream.NewDeadLetterStore(other, cfg)
+	require.NoError(t, err)
+	var ids []string
+	for range 3 {
+		rec := deadlettertest.NewRecord("h", "x.y.v1", 1) // one failure time for all
+		require.NoError(t, s.Put(ctx, rec))
+		ids = append(ids, rec.ID)
+	}
+	slices.Sort(ids)
+	// Listed newest first, ties by descending id: ids[2], ids[1], ids[0].
+	// ids[2] is deleted after it was listed, as the scan goes on.
+	rdb.AddHook(&onCommand{name: "zrevrangebyscore", n: 3, fn: func() {
+		require.NoError(t, admin.Delete(ctx, ids[2]))
+	}})
+	recs, next, err := s.List(ctx, deadletter.Filter{}, deadletter.Page{Limit: 10})
+	require.NoError(t, err)
+	require.Empty(t, next)
+	var listed []string
+	for _, r := range recs {
+		listed = append(listed, r.ID)
+	}
+	require.Subset(t, listed, ids[:2], "records never deleted are all listed: %v", listed)
 }
