@@ -246,6 +246,17 @@ func TestTrimNeverDropsUnacked(t *testing.T) {
 	require.NoError(t, err)
 	require.True(t, r.NoGroups)
 	require.Zero(t, r.Removed)
+	// A broadcast-only stream (no groups) keeps to the length target.
+	for i := range 9 {
+		require.NoError(t, f.rdb.XAdd(ctx, &redis.XAddArgs{Stream: other, Values: []any{"a", i}}).Err())
+	}
+	r, err = TrimStream(ctx, f.rdb, other, TrimOptions{MaxLen: 4})
+	require.NoError(t, err)
+	require.True(t, r.NoGroups)
+	require.EqualValues(t, 6, r.Removed)
+	n, err = f.rdb.XLen(ctx, other).Result()
+	require.NoError(t, err)
+	require.EqualValues(t, 4, n)
 }
 
 // A group rewound with XGROUP SETID below its pending entries reads the

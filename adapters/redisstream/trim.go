@@ -19,7 +19,9 @@ const DefaultTrimBatch = 10_000
 type TrimOptions struct {
 	// MaxLen is the length target: keep at most this many newest entries,
 	// and never fewer than every consumer group still needs. 0 removes
-	// everything every group has acknowledged. Defaults to 0.
+	// everything every group has acknowledged. A stream without groups
+	// (broadcast only) is trimmed to MaxLen, and left alone when MaxLen is
+	// 0. Defaults to 0.
 	MaxLen int64
 	// Approx trims with "~": Redis removes only whole internal nodes, which
 	// is cheaper and may keep a few more entries. Defaults to false.
@@ -39,8 +41,9 @@ type TrimResult struct {
 	MinID string
 	// Removed is how many entries XTRIM removed.
 	Removed int64
-	// NoGroups is set when the stream has no consumer group: nothing is
-	// trimmed, since no group has acknowledged anything.
+	// NoGroups is set when the stream has no consumer group (it is read
+	// with XREAD only, as broadcast subscriptions do): only MaxLen trims it,
+	// and with MaxLen 0 nothing is removed.
 	NoGroups bool
 }
 
@@ -48,7 +51,8 @@ type TrimResult struct {
 // (the smaller of its oldest pending entry and its last-delivered id: later
 // entries are undelivered, and a group rewound with XGROUP SETID has its
 // last-delivered id below its pending ones) and trims below the smaller of
-// that and the length target's cut. Redis 7 has no group-aware trim; doing it in one script closes the
+// that and the length target's cut (a stream without groups has only the
+// cut). Redis 7 has no group-aware trim; doing it in one script closes the
 // race with a group being created or reading between the check and XTRIM.
 var trimScript = redis.NewScript(`
 local key = KEYS[1]
@@ -57,7 +61,13 @@ local approx = ARGV[2] == '1'
 local batch = tonumber(ARGV[3])
 if redis.call('EXISTS', key) == 0 then return {0, '', 0} end
 local groups = redis.call('XINFO', 'GROUPS', key)
-if #groups == 0 then return {0, '', 1} end
+local nogroups = 0
+if #groups == 0 then
+  -- Read only with XREAD (broadcast): no group to protect, and only the
+  -- length target says what to keep.
+  if maxlen <= 0 then return {0, '', 1} end
+  nogroups = 1
+end
 local function parse(id)
   local ms, seq = string.match(id, '^(%d+)-(%d+)$')
   return tonumber(ms), tonumber(seq)
@@ -81,17 +91,17 @@ end
 local minid = safe
 if maxlen > 0 then
   local len = redis.call('XLEN', key)
-  if len <= maxlen then return {0, '', 0} end
+  if len <= maxlen then return {0, '', nogroups} end
   local k = math.min(len - maxlen, batch)
   local r = redis.call('XRANGE', key, '-', '+', 'COUNT', k + 1)
   local cut = r[#r][1]
-  if less(cut, minid) then minid = cut end
+  if minid == nil or less(cut, minid) then minid = cut end
 end
-if minid == '0-0' then return {0, '', 0} end
+if minid == '0-0' then return {0, '', nogroups} end
 local n
 if approx then n = redis.call('XTRIM', key, 'MINID', '~', minid)
 else n = redis.call('XTRIM', key, 'MINID', minid) end
-return {n, minid, 0}
+return {n, minid, nogroups}
 `)
 
 // TrimStream trims stream without ever removing an entry some consumer
