@@ -512,40 +512,55 @@ func (s *DeadLetterStore) Delete(ctx context.Context, id string) error {
 // while it runs may or may not be removed, and a record that changed after
 // it matched (a new failure, a replay) is left alone.
 func (s *DeadLetterStore) Purge(ctx context.Context, f deadletter.Filter) (int, error) {
-	type version struct {
-		id, status string
-		lastUS     int64
-	}
-	var matched []version
-	if err := s.scan(ctx, f, false, 0, "", func(h dlqHit) bool {
-		matched = append(matched, version{h.rec.ID, h.rec.Status, h.score})
-		return true
-	}); err != nil {
-		return 0, err
-	}
 	// Make sure the script is loaded so the pipelined EVALSHAs succeed.
 	if err := dlqDeleteScript.Load(ctx, s.rdb).Err(); err != nil {
 		return 0, fmt.Errorf("redisstream: dead-letter purge: %w", err)
 	}
+	// Delete a batch at a time while scanning, so memory stays bounded.
+	// The scan goes on from its last position, not an offset, so the
+	// deletes do not make it skip anything.
+	type version struct {
+		id, status string
+		lastUS     int64
+	}
+	matched := make([]version, 0, s.batch)
 	purged := 0
-	for len(matched) > 0 {
-		chunk := matched[:min(len(matched), s.batch)]
-		matched = matched[len(chunk):]
+	flush := func() error {
+		if len(matched) == 0 {
+			return nil
+		}
 		pipe := s.rdb.Pipeline()
-		cmds := make([]*redis.Cmd, len(chunk))
-		for i, v := range chunk {
+		cmds := make([]*redis.Cmd, len(matched))
+		for i, v := range matched {
 			cmds[i] = dlqDeleteScript.EvalSha(ctx, pipe, []string{s.recKey(v.id), s.idx}, s.idx, v.id, v.status, strconv.FormatInt(v.lastUS, 10))
 		}
-		if _, err := pipe.Exec(ctx); err != nil {
-			return purged, fmt.Errorf("redisstream: dead-letter purge: %w", err)
-		}
+		matched = matched[:0]
+		_, err := pipe.Exec(ctx)
 		for _, c := range cmds {
 			if n, _ := c.Int(); n == 1 {
 				purged++
 			}
 		}
+		if err != nil {
+			return fmt.Errorf("redisstream: dead-letter purge: %w", err)
+		}
+		return nil
 	}
-	return purged, nil
+	var flushErr error
+	err := s.scan(ctx, f, false, 0, "", func(h dlqHit) bool {
+		matched = append(matched, version{h.rec.ID, h.rec.Status, h.score})
+		if len(matched) == s.batch {
+			flushErr = flush()
+		}
+		return flushErr == nil
+	})
+	if err == nil {
+		err = flushErr
+	}
+	if err == nil {
+		err = flush()
+	}
+	return purged, err
 }
 
 // Count implements deadletter.Store. A filter on at most one of handler,

@@ -252,3 +252,26 @@ func TestDLQStoreListSkipsNothingWhenATieShrinks(t *testing.T) {
 	}
 	require.Subset(t, listed, ids[:2], "records never deleted are all listed: %v", listed)
 }
+
+// Purge deletes while it scans, a batch at a time: every match goes, ties
+// included, and nothing else.
+func TestDLQStorePurgeAcrossBatchesAndTies(t *testing.T) {
+	t.Parallel()
+	ctx := context.Background()
+	s, _ := newDLQStore(t) // ScanBatch 7
+	for i := range 25 {
+		require.NoError(t, s.Put(ctx, deadlettertest.NewRecord("gone", "x.y.v1", i/3))) // ties of three
+	}
+	for i := range 5 {
+		require.NoError(t, s.Put(ctx, deadlettertest.NewRecord("kept", "x.y.v1", i)))
+	}
+	n, err := s.Purge(ctx, deadletter.Filter{Handler: "gone"})
+	require.NoError(t, err)
+	require.Equal(t, 25, n)
+	left, err := s.Count(ctx, deadletter.Filter{})
+	require.NoError(t, err)
+	require.Equal(t, 5, left)
+	kept, err := s.Count(ctx, deadletter.Filter{Handler: "kept"})
+	require.NoError(t, err)
+	require.Equal(t, 5, kept)
+}
