@@ -252,12 +252,14 @@ func (s *memSub) Close() error {
 	if s.closed.Swap(true) {
 		return nil
 	}
-	if s.stop != nil {
-		s.stop()
-	}
 	b := s.bus
 	b.subMu.Lock()
 	defer b.subMu.Unlock()
+	// Read under subMu: a context that ends during Subscribe runs Close
+	// while Subscribe (holding subMu) is still setting stop.
+	if s.stop != nil {
+		s.stop()
+	}
 	g := s.group
 	var members []*memSub
 	if mp := g.members.Load(); mp != nil {

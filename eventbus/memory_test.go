@@ -668,3 +668,17 @@ func TestInMemoryCancelMidBatchKeepsHandlerErrors(t *testing.T) {
 	require.Equal(t, envs[0].EventID, he.EventID)
 	require.EqualValues(t, 1, calls.Load(), "the second envelope was not delivered")
 }
+
+// A context ending while Subscribe runs closes the new subscription
+// without racing with Subscribe (run with -race).
+func TestSubscribeWhileItsContextEnds(t *testing.T) {
+	b := newBus(t, nil)
+	h := eventbus.HandlerFunc(func(context.Context, eventbus.Envelope) error { return nil })
+	for range 2000 {
+		ctx, cancel := context.WithCancel(context.Background())
+		go cancel()
+		if sub, err := b.Subscribe(ctx, "racer", h); err == nil {
+			_ = sub.Close()
+		}
+	}
+}
