@@ -61,5 +61,11 @@ func (b Backoff) Delay(attempt int) time.Duration {
 	if d < 0 {
 		d = 0
 	}
+	// float64(maxD) rounds up for caps near math.MaxInt64, and converting
+	// 2^63 back would wrap to a negative Duration: compare in float, return
+	// the cap itself.
+	if d >= float64(maxD) {
+		return maxD
+	}
 	return time.Duration(d)
 }

@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"math"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -293,6 +294,14 @@ func TestBackoffBounds(t *testing.T) {
 	require.Equal(t, 9*time.Millisecond, exact.Delay(3))
 	require.Equal(t, 50*time.Millisecond, exact.Delay(10))
 	require.Equal(t, 50*time.Millisecond, exact.Delay(100000), "huge attempts do not overflow")
+
+	// "No cap" written as the largest Duration never wraps negative.
+	uncapped := eventbus.Backoff{Initial: time.Second, Max: math.MaxInt64, Jitter: -1}
+	require.Equal(t, time.Duration(math.MaxInt64), uncapped.Delay(40))
+	jittered := eventbus.Backoff{Initial: time.Second, Max: math.MaxInt64}
+	for range 200 {
+		require.Positive(t, jittered.Delay(40))
+	}
 
 	// Full jitter stays in [0, Max] and actually varies.
 	full := eventbus.Backoff{Initial: 10 * time.Millisecond, Max: 15 * time.Millisecond, Jitter: 1}
