@@ -3,7 +3,7 @@ package outbox
 import (
 	"context"
 	"errors"
-	"fmt"
+	"log/slog"
 	"sync"
 
 	"github.com/choicesherpa/eventkit/eventbus"
@@ -94,10 +94,21 @@ func RaiseEnvelopes(ctx context.Context, envs ...eventbus.Envelope) error {
 // there is nothing to commit atomically with; when fn succeeds the raised
 // events are published to Publisher, in order, and when fn fails they are
 // dropped. Pair it with stores whose changes fn applies only on success (the
-// app's in-memory repositories do). Publish errors are returned to the caller
-// (with the in-memory bus: the joined handler errors).
+// app's in-memory repositories do).
+//
+// Once fn has succeeded the unit is done and Do returns nil, as a committed
+// transaction does. The events are published with ctx's values but without
+// its cancellation: a caller that goes away after fn must not drop the
+// events of a change that was applied. A publish error (with the in-memory
+// bus: the joined handler errors) is logged with the event types and ids and
+// not returned: returning it made callers retry a change that was already
+// applied, and made idempotent handlers skip their marker. Events whose
+// publish failed are not kept (there is no database to keep them in): use
+// the PostgreSQL outbox when they must survive that.
 type DirectUnitOfWork struct {
 	Publisher eventbus.Publisher
+	// Logger receives publish failures. Defaults to slog.Default().
+	Logger *slog.Logger
 }
 
 var _ UnitOfWork = (*DirectUnitOfWork)(nil)
@@ -118,8 +129,15 @@ func (u *DirectUnitOfWork) Do(ctx context.Context, fn func(ctx context.Context) 
 	// Publish with the caller's context, not the unit's: a synchronous bus
 	// runs handlers inside this call, and a handler that opens its own unit
 	// must get a fresh collector instead of joining this finished one.
-	if err := u.Publisher.Publish(ctx, envs...); err != nil {
-		return fmt.Errorf("outbox: publish after unit of work: %w", err)
+	pctx := context.WithoutCancel(ctx)
+	if err := u.Publisher.Publish(pctx, envs...); err != nil {
+		log := u.Logger
+		if log == nil {
+			log = slog.Default()
+		}
+		for _, e := range envs {
+			log.ErrorContext(pctx, "outbox: publish after unit of work failed", "event_type", e.EventType, "event_id", e.EventID.String(), "error", err)
+		}
 	}
 	return nil
 }

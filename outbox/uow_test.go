@@ -3,6 +3,8 @@ package outbox_test
 import (
 	"context"
 	"errors"
+	"log/slog"
+	"strings"
 	"testing"
 
 	"github.com/choicesherpa/eventkit/eventbus"
@@ -76,5 +78,42 @@ func TestDirectUnitOfWorkFollowUpsFromHandlersArePublished(t *testing.T) {
 	cause := bus.EventsOfType("order.placed.v1")[0]
 	if got[0].Metadata.CausationID != cause.EventID.String() {
 		t.Fatalf("follow-up causation = %q, want %s", got[0].Metadata.CausationID, cause.EventID)
+	}
+}
+
+// Once fn succeeded, its events go out even when the caller's context ends
+// right after, and a handler's failure is not the command's: Do returns nil
+// (a retry would apply the change twice) and the failure is logged.
+func TestDirectUnitOfWorkCommittedUnitIsNotUndone(t *testing.T) {
+	bus := eventbus.NewInMemoryBus(nil)
+	var logs strings.Builder
+	uow := &outbox.DirectUnitOfWork{Publisher: bus, Logger: slog.New(slog.NewTextHandler(&logs, nil))}
+
+	ctx, cancel := context.WithCancel(context.Background())
+	applied := 0
+	err := uow.Do(ctx, func(ctx context.Context) error {
+		applied++
+		if err := outbox.Raise(ctx, placed{ID: "1"}); err != nil {
+			return err
+		}
+		cancel() // the request goes away after the change
+		return nil
+	})
+	if err != nil || applied != 1 || bus.Count() != 1 {
+		t.Fatalf("cancelled after fn: err=%v applied=%d published=%d; want nil, 1, 1", err, applied, bus.Count())
+	}
+
+	_, err = bus.Subscribe(context.Background(), "projection", eventbus.HandlerFunc(func(context.Context, eventbus.Envelope) error {
+		return errors.New("projection down")
+	}))
+	if err != nil {
+		t.Fatal(err)
+	}
+	err = uow.Do(context.Background(), func(ctx context.Context) error { return outbox.Raise(ctx, placed{ID: "2"}) })
+	if err != nil {
+		t.Fatalf("a handler's failure failed the command: %v", err)
+	}
+	if !strings.Contains(logs.String(), "order.placed.v1") || !strings.Contains(logs.String(), "projection down") {
+		t.Fatalf("the failure was not logged: %q", logs.String())
 	}
 }
