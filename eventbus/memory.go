@@ -312,11 +312,16 @@ func (b *InMemoryBus) record(env *Envelope) {
 		b.hist[b.start] = *env
 		b.start = (b.start + 1) % b.limit
 	}
+	b.wakeWaitersLocked()
+	b.histMu.Unlock()
+}
+
+// wakeWaitersLocked makes every WaitFor re-check (histMu held).
+func (b *InMemoryBus) wakeWaitersLocked() {
 	for _, w := range b.waiters {
 		select {
 		case w <- struct{}{}:
 		default:
 		}
 	}
-	b.histMu.Unlock()
 }

@@ -52,6 +52,7 @@ func (b *InMemoryBus) Clear() {
 	defer b.histMu.Unlock()
 	b.hist = b.hist[:0]
 	b.start = 0
+	b.wakeWaitersLocked() // a condition on fewer events may hold now
 }
 
 // WaitFor blocks until the recorded envelopes satisfy cond or ctx is done,

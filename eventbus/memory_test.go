@@ -588,6 +588,27 @@ func TestInMemoryWaitFor(t *testing.T) {
 	require.ErrorIs(t, err, context.DeadlineExceeded)
 }
 
+// Clear wakes a WaitFor whose condition holds once the history is empty.
+func TestInMemoryWaitForWakesOnClear(t *testing.T) {
+	t.Parallel()
+	bus := newBus(t, nil)
+	ctx := context.Background()
+	require.NoError(t, eventbus.PublishEvents(ctx, bus, orderPlaced{OrderID: "o"}))
+	done := make(chan error, 1)
+	go func() {
+		_, err := bus.WaitFor(ctx, func(es []eventbus.Envelope) bool { return len(es) == 0 })
+		done <- err
+	}()
+	time.Sleep(20 * time.Millisecond) // let it check once and wait
+	bus.Clear()
+	select {
+	case err := <-done:
+		require.NoError(t, err)
+	case <-time.After(5 * time.Second):
+		t.Fatal("WaitFor was not woken by Clear")
+	}
+}
+
 func TestInMemoryPublishRejectsBatchWithInvalidEnvelopeBeforeDelivering(t *testing.T) {
 	t.Parallel()
 	bus := eventbus.NewInMemoryBus(nil)
