@@ -71,7 +71,7 @@ func NewEnvelope(ctx context.Context, ev DomainEvent) (Envelope, error) {
 	}
 	payload, err := json.Marshal(ev)
 	if err != nil {
-		return Envelope{}, fmt.Errorf("%w: encode %s: %v", ErrInvalidEnvelope, typ, err)
+		return Envelope{}, fmt.Errorf("%w: encode %s: %w", ErrInvalidEnvelope, typ, err)
 	}
 	return Envelope{
 		EventID:       NewEventID(),

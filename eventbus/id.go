@@ -24,7 +24,7 @@ func NewEventID() EventID {
 func ParseEventID(s string) (EventID, error) {
 	id, err := uuid.Parse(s)
 	if err != nil {
-		return EventID{}, fmt.Errorf("%w: event id %q: %v", ErrInvalidEnvelope, s, err)
+		return EventID{}, fmt.Errorf("%w: event id %q: %w", ErrInvalidEnvelope, s, err)
 	}
 	return EventID(id), nil
 }
@@ -54,7 +54,7 @@ func (id EventID) MarshalText() ([]byte, error) { return uuid.UUID(id).MarshalTe
 func (id *EventID) UnmarshalText(b []byte) error {
 	u, err := uuid.ParseBytes(b)
 	if err != nil {
-		return fmt.Errorf("%w: event id %q: %v", ErrInvalidEnvelope, b, err)
+		return fmt.Errorf("%w: event id %q: %w", ErrInvalidEnvelope, b, err)
 	}
 	*id = EventID(u)
 	return nil

@@ -117,7 +117,7 @@ func (r *Registry) Upcast(env Envelope, target string) (Envelope, error) {
 		}
 		payload, err := up(env.Payload)
 		if err != nil {
-			return env, fmt.Errorf("%w: upcasting %s %s: %v", ErrDecode, env.EventType, env.EventID, err)
+			return env, fmt.Errorf("%w: upcasting %s %s: %w", ErrDecode, env.EventType, env.EventID, err)
 		}
 		have++
 		env.Payload = payload
@@ -141,7 +141,7 @@ func (r *Registry) Decode(env Envelope) (DomainEvent, error) {
 	}
 	ptr := reflect.New(rt)
 	if err := json.Unmarshal(env.Payload, ptr.Interface()); err != nil {
-		return nil, fmt.Errorf("%w: %s %s: %v", ErrDecode, env.EventType, env.EventID, err)
+		return nil, fmt.Errorf("%w: %s %s: %w", ErrDecode, env.EventType, env.EventID, err)
 	}
 	ev, ok := ptr.Elem().Interface().(DomainEvent)
 	if !ok {
@@ -187,7 +187,7 @@ func DecodeAs[T DomainEvent](r *Registry, env Envelope) (T, error) {
 		return zero, err
 	}
 	if err := json.Unmarshal(env.Payload, &out); err != nil {
-		return zero, fmt.Errorf("%w: %s %s: %v", ErrDecode, env.EventType, env.EventID, err)
+		return zero, fmt.Errorf("%w: %s %s: %w", ErrDecode, env.EventType, env.EventID, err)
 	}
 	return out, nil
 }

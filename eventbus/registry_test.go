@@ -155,11 +155,20 @@ func TestRegistryPermanentErrors(t *testing.T) {
 		})
 	}
 
+	// The decoder's own error stays reachable through the classification.
+	bad := eventbus.MustEnvelope(ctx, personV3{ID: "p"})
+	bad.Payload = json.RawMessage(`{"first": 42}`)
+	_, err := r.Decode(bad)
+	var typeErr *json.UnmarshalTypeError
+	require.ErrorAs(t, err, &typeErr)
+	_, err = eventbus.DecodeAs[personV3](r, bad)
+	require.ErrorAs(t, err, &typeErr)
+
 	// A missing step in the chain is permanent too.
 	gap := &eventbus.Registry{}
 	require.NoError(t, eventbus.Register[personV3](gap))
 	require.NoError(t, gap.AddUpcaster("regtest.person.added.v1", upV1toV2))
-	_, err := eventbus.DecodeAs[personV3](gap, eventbus.MustEnvelope(ctx, personV1{ID: "p", Name: "A B"}))
+	_, err = eventbus.DecodeAs[personV3](gap, eventbus.MustEnvelope(ctx, personV1{ID: "p", Name: "A B"}))
 	require.ErrorIs(t, err, eventbus.ErrUnknownEventType)
 	require.True(t, eventbus.IsPermanent(err))
 
