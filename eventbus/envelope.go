@@ -5,6 +5,7 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
+	"reflect"
 	"strconv"
 	"strings"
 	"time"
@@ -63,6 +64,9 @@ func (m Metadata) IsZero() bool { return m == Metadata{} }
 func NewEnvelope(ctx context.Context, ev DomainEvent) (Envelope, error) {
 	if ev == nil {
 		return Envelope{}, fmt.Errorf("%w: nil event", ErrInvalidEnvelope)
+	}
+	if v := reflect.ValueOf(ev); v.Kind() == reflect.Pointer && v.IsNil() {
+		return Envelope{}, fmt.Errorf("%w: nil %T event", ErrInvalidEnvelope, ev)
 	}
 	typ := ev.EventType()
 	version, err := ParseSchemaVersion(typ)
@@ -145,6 +149,9 @@ func ParseSchemaVersion(eventType string) (int, error) {
 	if err != nil || n < 1 || eventType[i+2] == '0' || eventType[i+2] == '+' {
 		return 0, fmt.Errorf("%w: event type %q has a bad version suffix", ErrInvalidEnvelope, eventType)
 	}
+	if n > MaxSchemaVersion {
+		return 0, fmt.Errorf("%w: event type %q: version above %d", ErrInvalidEnvelope, eventType, MaxSchemaVersion)
+	}
 	name := eventType[:i]
 	for j := 0; j < len(name); j++ {
 		c := name[j]
@@ -155,6 +162,11 @@ func ParseSchemaVersion(eventType string) (int, error) {
 	}
 	return n, nil
 }
+
+// MaxSchemaVersion is the highest version an event type may carry: typed
+// subscriptions subscribe to every version up to theirs, and upcasting
+// walks them one by one.
+const MaxSchemaVersion = 1000
 
 // BaseType returns the event type without its version suffix
 // ("session.created.v2" -> "session.created"). It returns the input unchanged

@@ -9,6 +9,7 @@ import (
 	"os"
 	"path/filepath"
 	"strings"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -225,7 +226,7 @@ func TestParseSchemaVersion(t *testing.T) {
 		{"session.created.v1", 1, "session.created"},
 		{"session.created.v2", 2, "session.created"},
 		{"a.v10", 10, "a"},
-		{"a.v123456", 123456, "a"},
+		{"a.v1000", eventbus.MaxSchemaVersion, "a"},
 		{"a.v1.v2", 2, "a.v1"},
 		{"snake_case.kebab-case.d1g1ts.v3", 3, "snake_case.kebab-case.d1g1ts"},
 	}
@@ -247,6 +248,8 @@ func TestParseSchemaVersion(t *testing.T) {
 		"session.created.v-1",
 		"session.created.v+1",
 		"session.created.v1x",
+		"session.created.v1001",           // above MaxSchemaVersion
+		"session.created.v99999999999999", // would size Subscribe's type list
 		"session.created.v1 ",
 		"session.created.v 1",
 		"session.created.V1",
@@ -309,4 +312,35 @@ func TestEventIDText(t *testing.T) {
 	}
 	require.Panics(t, func() { eventbus.MustParseEventID("nope") })
 	require.True(t, errors.Is(func() error { _, err := eventbus.ParseEventID("x"); return err }(), eventbus.ErrInvalidEnvelope))
+}
+
+// A nil pointer event is an error, not a panic or a "null" payload.
+func TestNewEnvelopeRejectsTypedNil(t *testing.T) {
+	t.Parallel()
+	_, err := eventbus.NewEnvelope(context.Background(), (*orderPlaced)(nil))
+	require.ErrorIs(t, err, eventbus.ErrInvalidEnvelope)
+}
+
+// Pointer event types work where value types do: methods with value
+// receivers are never called on a nil pointer.
+func TestPointerEventTypes(t *testing.T) {
+	t.Parallel()
+	ctx := context.Background()
+	r := &eventbus.Registry{}
+	require.NoError(t, eventbus.Register[*orderPlaced](r))
+	env := eventbus.MustEnvelope(ctx, orderPlaced{OrderID: "o", Seq: 3})
+	got, err := eventbus.DecodeAs[*orderPlaced](r, env)
+	require.NoError(t, err)
+	require.Equal(t, "o", got.OrderID)
+
+	bus := eventbus.NewInMemoryBus(nil)
+	defer bus.Close()
+	var seen atomic.Int64
+	_, err = eventbus.Subscribe(ctx, bus, "ptr", func(_ context.Context, ev *orderPlaced, _ eventbus.Envelope) error {
+		seen.Add(int64(ev.Seq))
+		return nil
+	})
+	require.NoError(t, err)
+	require.NoError(t, bus.Publish(ctx, env))
+	require.EqualValues(t, 3, seen.Load())
 }

@@ -28,8 +28,7 @@ func Register[T DomainEvent](r *Registry) error {
 	if r == nil {
 		r = DefaultRegistry
 	}
-	var zero T
-	typ := zero.EventType()
+	typ := eventTypeOf[T]()
 	if _, err := ParseSchemaVersion(typ); err != nil {
 		return err
 	}
@@ -40,6 +39,16 @@ func Register[T DomainEvent](r *Registry) error {
 	}
 	r.types[typ] = reflect.TypeFor[T]()
 	return nil
+}
+
+// eventTypeOf returns T's event type. For a pointer type it asks a fresh
+// value, so methods with value receivers are not called on a nil pointer.
+func eventTypeOf[T DomainEvent]() string {
+	if rt := reflect.TypeFor[T](); rt.Kind() == reflect.Pointer {
+		return reflect.New(rt.Elem()).Interface().(T).EventType()
+	}
+	var zero T
+	return zero.EventType()
 }
 
 // MustRegister is Register that panics, for package init.
@@ -182,7 +191,7 @@ func DecodeAs[T DomainEvent](r *Registry, env Envelope) (T, error) {
 	if r == nil {
 		r = DefaultRegistry
 	}
-	env, err := r.Upcast(env, zero.EventType())
+	env, err := r.Upcast(env, eventTypeOf[T]())
 	if err != nil {
 		return zero, err
 	}

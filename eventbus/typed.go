@@ -29,8 +29,7 @@ func Typed[T DomainEvent](r *Registry, fn TypedHandlerFunc[T]) Handler {
 //		...
 //	})
 func Subscribe[T DomainEvent](ctx context.Context, sub Subscriber, name string, fn TypedHandlerFunc[T]) (Subscription, error) {
-	var zero T
-	typ := zero.EventType()
+	typ := eventTypeOf[T]()
 	v, err := ParseSchemaVersion(typ)
 	if err != nil {
 		return nil, err
