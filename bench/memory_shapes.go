@@ -9,6 +9,7 @@ import (
 	"strings"
 	"sync"
 	"sync/atomic"
+	"time"
 
 	"github.com/ThreeDotsLabs/watermill"
 	"github.com/ThreeDotsLabs/watermill/message"
@@ -47,6 +48,7 @@ func newMemEnvelope() eventbus.Envelope {
 		SchemaVersion: 1,
 		AggregateID:   "agg-1",
 		AggregateType: "bench",
+		OccurredAt:    time.Now().UTC().Truncate(time.Microsecond),
 		Payload:       payload256,
 	}
 }

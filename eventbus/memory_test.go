@@ -703,3 +703,28 @@ func TestSubscribeWhileItsContextEnds(t *testing.T) {
 		}
 	}
 }
+
+// The test double rejects what the Redis bus and the outbox reject.
+func TestInMemoryPublishValidatesPayloadAndTime(t *testing.T) {
+	t.Parallel()
+	bus := newBus(t, nil)
+	ctx := context.Background()
+	var delivered atomic.Int64
+	_, err := bus.Subscribe(ctx, "all", eventbus.HandlerFunc(func(context.Context, eventbus.Envelope) error {
+		delivered.Add(1)
+		return nil
+	}))
+	require.NoError(t, err)
+	for name, spoil := range map[string]func(*eventbus.Envelope){
+		"invalid JSON":   func(e *eventbus.Envelope) { e.Payload = []byte(`{"a":`) },
+		"nil payload":    func(e *eventbus.Envelope) { e.Payload = nil },
+		"null payload":   func(e *eventbus.Envelope) { e.Payload = []byte(`null`) },
+		"no occurred_at": func(e *eventbus.Envelope) { e.OccurredAt = time.Time{} },
+	} {
+		env := eventbus.MustEnvelope(ctx, orderPlaced{OrderID: "o"})
+		spoil(&env)
+		require.ErrorIs(t, bus.Publish(ctx, env), eventbus.ErrInvalidEnvelope, name)
+	}
+	require.Zero(t, delivered.Load())
+	require.Zero(t, bus.Count())
+}
