@@ -299,6 +299,38 @@ func TestDeleteBeforeRetention(t *testing.T) {
 	require.Zero(t, n)
 }
 
+// With a retention the store stays bounded on its own: expired markers go
+// in sweeps as new ones arrive, recent ones stay.
+func TestMemoryStoreRetentionBoundsItself(t *testing.T) {
+	t.Parallel()
+	var mu sync.Mutex
+	now := time.Date(2026, 1, 1, 0, 0, 0, 0, time.UTC)
+	clock := func() time.Time { mu.Lock(); defer mu.Unlock(); return now }
+	store := idempotency.NewMemoryStore(clock)
+	store.SetRetention(time.Hour)
+	ctx := context.Background()
+	mark := func() eventbus.EventID {
+		id := eventbus.NewEventID()
+		_, err := store.Process(ctx, "dashboard", id, func(context.Context) error { return nil })
+		require.NoError(t, err)
+		return id
+	}
+	for range 5000 {
+		mark()
+	}
+	mu.Lock()
+	now = now.Add(2 * time.Hour)
+	mu.Unlock()
+	var recent eventbus.EventID
+	for range 5000 {
+		recent = mark()
+	}
+	require.LessOrEqual(t, store.Len(), 5000+1024, "the expired markers were swept")
+	ok, err := store.IsProcessed(ctx, "dashboard", recent)
+	require.NoError(t, err)
+	require.True(t, ok)
+}
+
 func TestMisconfiguredHandler(t *testing.T) {
 	t.Parallel()
 	store := idempotency.NewMemoryStore(nil)

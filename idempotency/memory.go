@@ -12,12 +12,21 @@ import (
 // MemoryStore keeps markers in process memory: for tests and the embedded
 // single-process mode. Effects are not transactional with the marker; a
 // handler that fails leaves no marker, one that succeeds leaves exactly one.
+//
+// Markers are kept forever unless SetRetention bounds them: a long-running
+// process should set it to cover its bus's redelivery window.
 type MemoryStore struct {
-	mu       sync.Mutex
-	now      func() time.Time
-	done     map[key]time.Time
-	inflight map[key]chan struct{}
+	mu        sync.Mutex
+	now       func() time.Time
+	done      map[key]time.Time
+	inflight  map[key]chan struct{}
+	retention time.Duration
+	sinceScan int // markers added since the last sweep
 }
+
+// sweepEvery is how many new markers trigger a sweep of expired ones, so a
+// sweep's cost is spread over that many calls.
+const sweepEvery = 1024
 
 type key struct {
 	handler string
@@ -69,7 +78,13 @@ func (s *MemoryStore) Process(ctx context.Context, handler string, id eventbus.E
 	defer func() {
 		s.mu.Lock()
 		if succeeded {
-			s.done[k] = s.now()
+			at := s.now()
+			s.done[k] = at
+			s.sinceScan++
+			if s.retention > 0 && s.sinceScan >= sweepEvery {
+				s.sinceScan = 0
+				s.deleteBeforeLocked(at.Add(-s.retention))
+			}
 		}
 		delete(s.inflight, k)
 		s.mu.Unlock()
@@ -90,10 +105,24 @@ func (s *MemoryStore) IsProcessed(_ context.Context, handler string, id eventbus
 	return ok, nil
 }
 
+// SetRetention makes the store forget markers older than d, in sweeps
+// spread over the calls that add markers (one every 1024). d <= 0 keeps
+// markers forever (the default). A redelivery older than d runs its handler
+// again, so d must exceed the bus's redelivery window.
+func (s *MemoryStore) SetRetention(d time.Duration) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.retention = d
+}
+
 // DeleteBefore implements Pruner.
 func (s *MemoryStore) DeleteBefore(_ context.Context, cutoff time.Time) (int64, error) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
+	return s.deleteBeforeLocked(cutoff), nil
+}
+
+func (s *MemoryStore) deleteBeforeLocked(cutoff time.Time) int64 {
 	var n int64
 	for k, at := range s.done {
 		if at.Before(cutoff) {
@@ -101,7 +130,7 @@ func (s *MemoryStore) DeleteBefore(_ context.Context, cutoff time.Time) (int64, 
 			n++
 		}
 	}
-	return n, nil
+	return n
 }
 
 // Len returns the number of markers.

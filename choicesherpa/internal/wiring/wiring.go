@@ -89,7 +89,7 @@ func Build(ctx context.Context, cfg Config) (*App, error) {
 		a.closers = append(a.closers, bus.Close)
 	}
 	var stores app.Stores
-	stores.Dashboard = idempotency.NewMemoryStore(nil)
+	stores.Dashboard = boundedMarkers()
 	if cfg.Pool == nil {
 		store := memory.NewStore()
 		uow, err := memory.NewUnitOfWork(store, a.Bus, cfg.Logger)
@@ -97,7 +97,7 @@ func Build(ctx context.Context, cfg Config) (*App, error) {
 			return nil, err
 		}
 		a.Repos, a.UnitOfWork = store.Repositories(), uow
-		stores.Durable = idempotency.NewMemoryStore(nil)
+		stores.Durable = boundedMarkers()
 	} else {
 		if err := buildPostgres(ctx, cfg, a, &stores); err != nil {
 			_ = a.Close()
@@ -140,4 +140,16 @@ func (a *App) Close() error {
 	}
 	a.closers = nil
 	return errors.Join(errs...)
+}
+
+// markerRetention is how long the in-memory idempotency stores remember a
+// processed event: a week covers the Redis bus's retries (minutes with its
+// defaults), a consumer down for days and dead-letter replays, while a
+// long-running process stays bounded.
+const markerRetention = 7 * 24 * time.Hour
+
+func boundedMarkers() *idempotency.MemoryStore {
+	s := idempotency.NewMemoryStore(nil)
+	s.SetRetention(markerRetention)
+	return s
 }
