@@ -132,6 +132,60 @@ func TestUnitOfWork(t *testing.T) {
 	require.JSONEq(t, `{"correlation_id":"req-1","user_id":"u9"}`, md)
 }
 
+// A unit of work on a transaction of fn's own (WithTx) inside another unit
+// writes its events in that transaction: each transaction commits or rolls
+// back with its own events.
+func TestUnitOfWorkOnAnotherTxKeepsItsEvents(t *testing.T) {
+	t.Parallel()
+	b := setup(t)
+	ctx := context.Background()
+	_, err := b.pool.Exec(ctx, `CREATE TABLE biz (id text PRIMARY KEY)`)
+	require.NoError(t, err)
+	uow, err := postgres.NewUnitOfWork(b.pool, b.ob, nil)
+	require.NoError(t, err)
+	write := func(ctx context.Context, id string) error {
+		tx, _ := postgres.TxFromContext(ctx)
+		if _, err := tx.Exec(ctx, `INSERT INTO biz VALUES ($1)`, id); err != nil {
+			return err
+		}
+		return outbox.Raise(ctx, itemAdded{Cart: id, Seq: 1})
+	}
+	boom := errors.New("outer unit fails")
+	for _, innerCommits := range []bool{true, false} {
+		inner, outer := fmt.Sprintf("inner-%v", innerCommits), fmt.Sprintf("outer-%v", innerCommits)
+		err := uow.Do(ctx, func(ctx context.Context) error {
+			if err := write(ctx, outer); err != nil {
+				return err
+			}
+			t2, err := b.pool.Begin(ctx)
+			if err != nil {
+				return err
+			}
+			defer func() { _ = t2.Rollback(ctx) }()
+			if err := uow.Do(postgres.WithTx(ctx, t2), func(ctx context.Context) error { return write(ctx, inner) }); err != nil {
+				return err
+			}
+			if innerCommits {
+				if err := t2.Commit(ctx); err != nil {
+					return err
+				}
+				return boom // the outer unit rolls back, the inner one stays
+			}
+			return nil // the inner transaction rolls back, the outer commits
+		})
+		if innerCommits {
+			require.ErrorIs(t, err, boom)
+		} else {
+			require.NoError(t, err)
+		}
+		for _, id := range []string{inner, outer} {
+			var rows int
+			require.NoError(t, b.pool.QueryRow(ctx, `SELECT count(*) FROM biz WHERE id = $1`, id).Scan(&rows))
+			require.Equal(t, rows, b.count(t, fmt.Sprintf("aggregate_id = '%s'", id)), "%s: its write and its event together", id)
+		}
+	}
+}
+
 // O1: 500 commits and 500 rollbacks interleaved; only committed events are
 // published, and a NOTIFY from a rolled-back transaction wakes nobody.
 func TestO1AtomicWrite(t *testing.T) {

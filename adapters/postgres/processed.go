@@ -174,7 +174,7 @@ VALUES ($1, $2, coalesce($3::timestamptz, now())) ON CONFLICT DO NOTHING`, handl
 		_ = sp.Rollback(context.WithoutCancel(ctx))
 		return true, nil
 	}
-	sctx, c := outbox.WithNewCollector(WithTx(ctx, sp))
+	sctx, c := withTxCollector(ctx, sp)
 	err = fn(sctx)
 	if err == nil {
 		// The caller commits: notify from inside its transaction.

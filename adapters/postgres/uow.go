@@ -20,6 +20,15 @@ func WithTx(ctx context.Context, tx pgx.Tx) context.Context {
 	return context.WithValue(ctx, txKey{}, tx)
 }
 
+// collectorTxKey marks which transaction the collector in ctx belongs to.
+type collectorTxKey struct{}
+
+// withTxCollector returns ctx carrying tx and a fresh collector bound to it.
+func withTxCollector(ctx context.Context, tx pgx.Tx) (context.Context, *outbox.Collector) {
+	ctx, c := outbox.WithNewCollector(WithTx(ctx, tx))
+	return context.WithValue(ctx, collectorTxKey{}, tx), c
+}
+
 // TxFromContext returns the transaction of the unit of work (or idempotent
 // handler) running under ctx. Repositories use it to write in that
 // transaction.
@@ -79,7 +88,19 @@ type beginFunc func(ctx context.Context, conn *pgxpool.Conn) (pgx.Tx, error)
 // trip for the outbox: the INSERT goes in one pipeline with COMMIT.
 func runInTx(ctx context.Context, pool *pgxpool.Pool, opts pgx.TxOptions, begin beginFunc, ob *Outbox, fn func(ctx context.Context, tx pgx.Tx) error) (err error) {
 	if tx, ok := TxFromContext(ctx); ok {
-		ctx, c, outer := outbox.NewCollector(ctx)
+		// Join the collector in ctx only if it belongs to this transaction:
+		// fn may have put a transaction of its own in ctx with WithTx, and
+		// events written to the other one would commit or roll back apart
+		// from their changes.
+		var c *outbox.Collector
+		joined := false
+		if owner, _ := ctx.Value(collectorTxKey{}).(pgx.Tx); owner == tx {
+			c, joined = outbox.CollectorFrom(ctx)
+		}
+		outer := !joined
+		if outer {
+			ctx, c = withTxCollector(ctx, tx)
+		}
 		if err := fn(ctx, tx); err != nil {
 			return err
 		}
@@ -114,7 +135,7 @@ func runInTx(ctx context.Context, pool *pgxpool.Pool, opts pgx.TxOptions, begin 
 			_ = tx.Rollback(context.WithoutCancel(ctx))
 		}
 	}()
-	ctx, c := outbox.WithNewCollector(WithTx(ctx, tx))
+	ctx, c := withTxCollector(ctx, tx)
 	if err := fn(ctx, tx); err != nil {
 		return err
 	}
