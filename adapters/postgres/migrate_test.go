@@ -3,9 +3,11 @@ package postgres_test
 import (
 	"context"
 	"io/fs"
+	"strings"
 	"sync"
 	"testing"
 	"time"
+	"unicode/utf8"
 
 	"github.com/choicesherpa/eventkit/adapters/postgres"
 	"github.com/choicesherpa/eventkit/internal/testinfra"
@@ -181,4 +183,14 @@ func TestMigrateEdges(t *testing.T) {
 	err = postgres.Migrate(short, pool, txCfg)
 	require.ErrorIs(t, err, postgres.ErrMigration)
 	require.ErrorIs(t, err, context.DeadlineExceeded)
+}
+
+// The listener's application name fits PostgreSQL's 63 bytes without
+// splitting a character.
+func TestListenerApplicationNameStaysUTF8(t *testing.T) {
+	t.Parallel()
+	name := postgres.ListenerApplicationName(strings.Repeat("é", 40))
+	require.LessOrEqual(t, len(name), 63)
+	require.True(t, utf8.ValidString(name), "%q", name)
+	require.Equal(t, "eventkit-listen-short", postgres.ListenerApplicationName("short"))
 }

@@ -9,6 +9,7 @@ import (
 	"strings"
 	"sync/atomic"
 	"time"
+	"unicode/utf8"
 
 	"github.com/choicesherpa/eventkit/eventbus"
 	"github.com/choicesherpa/eventkit/outbox"
@@ -698,10 +699,16 @@ func (o *Outbox) Listen(ctx context.Context, wake func()) error {
 // connection for a channel (operators and tests find it in pg_stat_activity).
 func ListenerApplicationName(channel string) string {
 	name := "eventkit-listen-" + channel
-	if len(name) > 63 {
-		name = name[:63]
+	if len(name) <= 63 {
+		return name
 	}
-	return name
+	// PostgreSQL keeps 63 bytes; cut at a character boundary so the name
+	// stays valid UTF-8 and can be looked up in pg_stat_activity.
+	n := 63
+	for n > 0 && !utf8.RuneStart(name[n]) {
+		n--
+	}
+	return name[:n]
 }
 
 func (o *Outbox) listenOnce(ctx context.Context, cc *pgx.ConnConfig, wake func(), failures *int) error {
