@@ -3,6 +3,7 @@ package redisstream
 import (
 	"context"
 	"errors"
+	"fmt"
 	"strconv"
 	"sync"
 	"sync/atomic"
@@ -319,4 +320,40 @@ func TestRetryBacksOff(t *testing.T) {
 	require.Len(t, at, 3)
 	require.GreaterOrEqual(t, at[1].Sub(at[0]), 190*time.Millisecond, "first retry after Initial")
 	require.GreaterOrEqual(t, at[2].Sub(at[1]), 380*time.Millisecond, "second after twice that")
+}
+
+// COUNT applies to each stream: a read over several streams (one per event
+// type, or the main and the replay stream) can return more entries than
+// the slots it took. The slots must cover them, or a release blocks for
+// good and Close waits out its ShutdownTimeout (or hangs).
+func TestReadOverSeveralStreamsKeepsSlotsBalanced(t *testing.T) {
+	t.Parallel()
+	for _, perType := range []bool{true, false} {
+		t.Run(fmt.Sprintf("StreamPerType=%v", perType), func(t *testing.T) {
+			t.Parallel()
+			f := setup(t)
+			ctx := ctxT(t)
+			c := f.config()
+			c.StreamPerType, c.Concurrency, c.Buffer, c.Count = perType, 1, -1, 1
+			c.ShutdownTimeout = 5 * time.Second
+			b := f.bus(t, c)
+			const tA, tB = "a.happened.v1", "b.happened.v1"
+			types := []string{tA}
+			if perType {
+				types = append(types, tB)
+				require.NoError(t, b.Publish(ctx, mkEnvType(t, tA, 1, "k1"), mkEnvType(t, tB, 2, "k2")))
+			} else {
+				e := mkEnvType(t, tA, 2, "k2")
+				require.NoError(t, b.Publish(ctx, mkEnvType(t, tA, 1, "k1")))
+				require.NoError(t, b.Replay(ctx, deadletter.Record{ID: "r", Handler: "g", Envelope: &e}))
+			}
+			rec := newRecorder(2, nil)
+			sub, err := b.Subscribe(ctx, "g", rec, types...)
+			require.NoError(t, err)
+			rec.wait(t, 10*time.Second)
+			start := time.Now()
+			require.NoError(t, sub.Close())
+			require.Less(t, time.Since(start), 2*time.Second, "Close waited for a stuck reader")
+		})
+	}
 }

@@ -584,23 +584,9 @@ func (s *subscription) readLoop() {
 			s.nogroupLogged = false
 			s.bus.log.Info("redisstream: consumer group re-created", "group", s.name)
 		}
-		used := 0
-		for _, xs := range res {
-			if len(xs.entries) == 0 {
-				continue
-			}
-			if s.stopping() {
-				// Read after Close began: pending for us, its delivery
-				// given back like an unstarted one's.
-				s.leaveUnstarted(xs.stream, xs.entries)
-				continue
-			}
-			s.dispatch(xs.stream, xs.entries, nil, 1, len(xs.entries))
-			used += len(xs.entries)
-		}
-		if used < n {
-			s.release(n - used)
-		}
+		// Read after Close began: pending for us, its delivery given back
+		// like an unstarted one's.
+		s.dispatchRead(res, n, s.leaveUnstarted)
 		if recoverLost && !s.stopping() {
 			// A read that failed on the wire may have been delivered by
 			// Redis: its entries sit in our PEL without us holding them.
@@ -685,6 +671,48 @@ func (s *subscription) pendingCounts(stream string, msgs []entry) map[string]int
 		out[p.ID] = p.RetryCount
 	}
 	return out
+}
+
+// dispatchRead hands a read's entries to the workers, holding n slots.
+// COUNT applies to each stream, so a read over several streams (the main and
+// the replay stream, or one per event type) can return up to n entries per
+// stream: past the n, it waits for slots as the workers free them and
+// dispatches as it gets them, so deliveries never outnumber slots. Entries
+// it cannot dispatch once the subscription is stopping go to left (nil:
+// dropped, for broadcast reads, which leave nothing pending).
+func (s *subscription) dispatchRead(res []streamEntries, n int, left func(stream string, msgs []entry)) {
+	total := 0
+	for _, xs := range res {
+		total += len(xs.entries)
+	}
+	if total > n {
+		// Held while they wait for slots: the heartbeat keeps them ours and
+		// our claim loop leaves them alone.
+		for _, xs := range res {
+			s.hold(xs.stream, xs.entries)
+		}
+	}
+	for _, xs := range res {
+		msgs := xs.entries
+		for len(msgs) > 0 {
+			if n == 0 && !s.stopping() {
+				n = s.acquire(len(msgs))
+			}
+			if n == 0 || s.stopping() {
+				if left != nil {
+					left(xs.stream, msgs)
+				}
+				break
+			}
+			k := min(len(msgs), n)
+			s.dispatch(xs.stream, msgs[:k], nil, 1, k)
+			n -= k
+			msgs = msgs[k:]
+		}
+	}
+	if n > 0 {
+		s.release(n)
+	}
 }
 
 // dispatch hands msgs (for which n slots are held) to the workers. A count
@@ -1424,20 +1452,11 @@ func (s *subscription) broadcastLoop(last []string) {
 			continue
 		}
 		s.onSuccess(&es, "broadcast read")
-		used := 0
 		for _, xs := range res {
-			if len(xs.entries) == 0 {
-				continue
+			if len(xs.entries) > 0 {
+				last[idx[xs.stream]] = xs.entries[len(xs.entries)-1].id
 			}
-			last[idx[xs.stream]] = xs.entries[len(xs.entries)-1].id
-			if s.stopping() {
-				break
-			}
-			s.dispatch(xs.stream, xs.entries, nil, 1, len(xs.entries))
-			used += len(xs.entries)
 		}
-		if used < n {
-			s.release(n - used)
-		}
+		s.dispatchRead(res, n, nil)
 	}
 }
