@@ -60,7 +60,11 @@ type Record struct {
 	Attempts int `json:"attempts"`
 	// LastError is the last failure's message (no payload content).
 	LastError string `json:"last_error"`
-	// FirstFailedAt and LastFailedAt bound the failures, UTC.
+	// FirstFailedAt and LastFailedAt bound the failures, UTC. A Redis
+	// subscription knows the failures of the consumer that holds the entry:
+	// when an entry is claimed after a crash (or after a failed dead-letter
+	// write), FirstFailedAt is the claimer's first failure; Attempts still
+	// counts every delivery.
 	FirstFailedAt time.Time `json:"first_failed_at"`
 	LastFailedAt  time.Time `json:"last_failed_at"`
 	// Status is StatusDead or StatusReplayed.

@@ -329,8 +329,13 @@ func TestMaxDeliveriesDeadLetter(t *testing.T) {
 	c.Hooks = &eventbus.Hooks{OnDeadLetter: func(context.Context, string, eventbus.Envelope, error) { dlHook.Add(1) }}
 	b := f.bus(t, c)
 	var calls atomic.Int64
-	_, err := b.Subscribe(ctx, "g", eventbus.HandlerFunc(func(context.Context, eventbus.Envelope) error {
+	var callMu sync.Mutex
+	var callAt []time.Time
+	sub, err := b.Subscribe(ctx, "g", eventbus.HandlerFunc(func(context.Context, eventbus.Envelope) error {
 		calls.Add(1)
+		callMu.Lock()
+		callAt = append(callAt, time.Now())
+		callMu.Unlock()
 		return errors.New("always broken")
 	}))
 	require.NoError(t, err)
@@ -348,10 +353,17 @@ func TestMaxDeliveriesDeadLetter(t *testing.T) {
 	require.NotEmpty(t, rec.SourceID)
 	require.Equal(t, "g", rec.Handler)
 	require.Contains(t, rec.LastError, "always broken")
-	require.False(t, rec.FirstFailedAt.IsZero())
+	// The record spans the failures: the first one, not the write time.
+	callMu.Lock()
+	first, second, last := callAt[0], callAt[1], callAt[len(callAt)-1]
+	callMu.Unlock()
+	require.True(t, !rec.FirstFailedAt.Before(first.Truncate(time.Millisecond)) && rec.FirstFailedAt.Before(second),
+		"first failure %s, calls at %s and %s", rec.FirstFailedAt, first, second)
+	require.False(t, rec.LastFailedAt.Before(last.Truncate(time.Millisecond)), "last failure %s, last call %s", rec.LastFailedAt, last)
 	require.NotNil(t, rec.Envelope)
 	require.Equal(t, env.EventID, rec.Envelope.EventID)
 	require.EqualValues(t, 1, dlHook.Load())
+	eventually(t, 5*time.Second, func() bool { return failureTimesKept(sub) == 0 }, "failure time kept after the ack")
 	time.Sleep(300 * time.Millisecond) // nothing else may arrive
 	require.EqualValues(t, 5, calls.Load())
 	n, _ := f.dlq.Count(ctx, deadletter.Filter{})

@@ -311,10 +311,12 @@ func TestRetryBacksOff(t *testing.T) {
 		}
 		return nil
 	})
-	_, err := b.Subscribe(ctx, "g", rec)
+	sub, err := b.Subscribe(ctx, "g", rec)
 	require.NoError(t, err)
 	require.NoError(t, b.Publish(ctx, mkEnv(t, 1, "k")))
 	rec.wait(t, 10*time.Second)
+	// The failure time kept for a dead-letter record goes with the ack.
+	eventually(t, 5*time.Second, func() bool { return failureTimesKept(sub) == 0 }, "failure time kept after the ack")
 	mu.Lock()
 	defer mu.Unlock()
 	require.Len(t, at, 3)
@@ -356,4 +358,16 @@ func TestReadOverSeveralStreamsKeepsSlotsBalanced(t *testing.T) {
 			require.Less(t, time.Since(start), 2*time.Second, "Close waited for a stuck reader")
 		})
 	}
+}
+
+// failureTimesKept is how many entries' first-failure times s keeps.
+func failureTimesKept(s eventbus.Subscription) int {
+	sub := s.(*subscription)
+	sub.heldMu.Lock()
+	defer sub.heldMu.Unlock()
+	n := 0
+	for _, m := range sub.failedAt {
+		n += len(m)
+	}
+	return n
 }

@@ -62,6 +62,10 @@ type subscription struct {
 
 	heldMu sync.Mutex
 	held   map[string]map[string]struct{} // stream -> entry ids this consumer holds
+	// failedAt: stream -> entry id -> the first failure this consumer saw
+	// while holding the entry (for the dead-letter record's FirstFailedAt).
+	// Held entries only: dropped with the hold.
+	failedAt map[string]map[string]time.Time
 
 	retryMu   sync.Mutex
 	retries   []*delivery // sorted by due
@@ -164,6 +168,7 @@ func (b *Bus) subscribe(ctx context.Context, name string, h eventbus.Handler, br
 		ackGone:   make(chan struct{}),
 		ackHurry:  make(chan struct{}),
 		held:      make(map[string]map[string]struct{}),
+		failedAt:  make(map[string]map[string]time.Time),
 		retryWake: make(chan struct{}, 1),
 		done:      make(chan struct{}),
 	}
@@ -798,7 +803,33 @@ func (s *subscription) notHeld(stream string, msgs []entry) []entry {
 func (s *subscription) unhold(stream, id string) {
 	s.heldMu.Lock()
 	delete(s.held[stream], id)
+	s.forgetFailure(stream, id)
 	s.heldMu.Unlock()
+}
+
+// firstFailure returns the first failure this consumer saw of a held entry,
+// recording now when it is the first.
+func (s *subscription) firstFailure(stream, id string, now time.Time) time.Time {
+	s.heldMu.Lock()
+	defer s.heldMu.Unlock()
+	m := s.failedAt[stream]
+	if m == nil {
+		m = make(map[string]time.Time)
+		s.failedAt[stream] = m
+	}
+	if t, ok := m[id]; ok {
+		return t
+	}
+	m[id] = now
+	return now
+}
+
+// forgetFailure drops an entry's failure time; heldMu is held. Free when
+// nothing has failed, so acks of healthy entries pay nothing.
+func (s *subscription) forgetFailure(stream, id string) {
+	if len(s.failedAt[stream]) > 0 {
+		delete(s.failedAt[stream], id)
+	}
 }
 
 // ---- handling ----
@@ -889,6 +920,7 @@ func (s *subscription) process(d *delivery) (keepSlot bool) {
 	case d.count >= int64(b.cfg.MaxDeliveries):
 		return s.deadLetter(d, deadletter.ReasonMaxDeliveries, err)
 	default:
+		s.firstFailure(d.stream, d.id, time.Now().UTC())
 		delay := b.cfg.Retry.Delay(int(d.count))
 		b.cfg.Hooks.Retry(s.hardCtx, s.name, *env, int(d.count), delay, err)
 		return s.scheduleRetry(d, delay)
@@ -925,7 +957,7 @@ func (s *subscription) deadLetter(d *delivery, reason string, cause error) (keep
 		Reason:        reason,
 		Attempts:      int(d.count),
 		LastError:     errorText(cause),
-		FirstFailedAt: now,
+		FirstFailedAt: s.firstFailure(d.stream, d.id, now),
 		LastFailedAt:  now,
 		Status:        deadletter.StatusDead,
 	}
@@ -1107,6 +1139,7 @@ func (s *subscription) flushAcks(batch []ackReq) {
 	s.heldMu.Lock()
 	for _, r := range batch {
 		delete(s.held[r.stream], r.id)
+		s.forgetFailure(r.stream, r.id)
 	}
 	s.heldMu.Unlock()
 	s.claimMu.Unlock()
