@@ -50,6 +50,13 @@ type streamReader struct {
 
 type span struct{ off, n int }
 
+// shareReplyMax is the largest reply whose entries share its bytes instead
+// of copying theirs: a reply is ours alone (go-redis allocates one per
+// read), so a small one, the usual reply at low rates, costs no copy. A
+// bigger one is copied entry by entry, so a handler that keeps one payload
+// does not keep a whole read of up to Count entries alive.
+const shareReplyMax = 4 << 10
+
 // newStreamReader returns a reader for streams. The raw path is used when
 // the client offers it and rawReadAllowed: go-redis extends the read
 // timeout for the blocking commands it builds, not for raw ones.
@@ -272,6 +279,7 @@ func (r *streamReader) parse(b []byte) ([]streamEntries, error) {
 	}
 	used := 0
 	r.fields = r.fields[:0]
+	share := len(b) <= shareReplyMax
 	for range n {
 		if kind == '*' {
 			if k, m, _, err := c.header(); err != nil || k != '*' || m != 2 {
@@ -288,7 +296,7 @@ func (r *streamReader) parse(b []byte) ([]streamEntries, error) {
 		se := &r.out[used]
 		used++
 		se.stream = r.streamName(b[name.off : name.off+name.n])
-		if se.entries, err = r.parseEntries(&c, se.entries[:0]); err != nil {
+		if se.entries, err = r.parseEntries(&c, se.entries[:0], share); err != nil {
 			return nil, err
 		}
 	}
@@ -304,7 +312,7 @@ func (r *streamReader) streamName(b []byte) string {
 	return string(b)
 }
 
-func (r *streamReader) parseEntries(c *respCursor, out []entry) ([]entry, error) {
+func (r *streamReader) parseEntries(c *respCursor, out []entry, share bool) ([]entry, error) {
 	kind, n, _, err := c.header()
 	if err != nil {
 		return nil, err
@@ -320,7 +328,7 @@ func (r *streamReader) parseEntries(c *respCursor, out []entry) ([]entry, error)
 		if err != nil {
 			return nil, err
 		}
-		e, err := r.parseFields(c, id)
+		e, err := r.parseFields(c, id, share)
 		if err != nil {
 			return nil, err
 		}
@@ -330,9 +338,9 @@ func (r *streamReader) parseEntries(c *respCursor, out []entry) ([]entry, error)
 }
 
 // parseFields reads an entry's field list (an array, a map, or null for
-// an entry that no longer exists) and copies id and values into the
-// entry's own storage.
-func (r *streamReader) parseFields(c *respCursor, id span) (entry, error) {
+// an entry that no longer exists). Id and values share the reply's bytes
+// when share is set, or are copied into the entry's own storage.
+func (r *streamReader) parseFields(c *respCursor, id span, share bool) (entry, error) {
 	kind, n, _, err := c.header()
 	if err != nil {
 		return entry{}, err
@@ -352,6 +360,28 @@ func (r *streamReader) parseFields(c *respCursor, id span) (entry, error) {
 	}
 	r.spans = r.spans[:0]
 	size := id.n
+	if share {
+		// Nothing else holds the reply and nothing writes to it (the
+		// payload aside, see delivery.decode), so the strings may share it.
+		e := entry{id: bytesString(c.b[id.off : id.off+id.n]), fields: r.take(n), dataAt: -1, raw: c.b}
+		for i := range n {
+			s, err := c.str()
+			if err != nil {
+				return entry{}, err
+			}
+			v := c.b[s.off : s.off+s.n]
+			if i%2 == 0 {
+				if k := knownField(v); k != "" {
+					e.fields[i] = k
+					continue
+				}
+			} else if e.fields[i-1] == FieldData {
+				e.dataAt = s.off
+			}
+			e.fields[i] = bytesString(v)
+		}
+		return e, nil
+	}
 	for i := range n {
 		s, err := c.str()
 		if err != nil {

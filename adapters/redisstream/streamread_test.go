@@ -28,6 +28,33 @@ func (r *resp) bulk(s string) *resp {
 }
 func (r *resp) raw(s string) *resp { r.WriteString(s); return r }
 
+// TestParseSharesSmallRepliesOnly: entries of a small reply share its bytes
+// (no copy on the usual low-rate read); those of a big one get their own, so
+// a kept payload does not keep a whole read alive.
+func TestParseSharesSmallRepliesOnly(t *testing.T) {
+	for _, tc := range []struct {
+		n      int
+		shared bool
+	}{{1, true}, {3, true}, {40, false}} {
+		var b resp
+		b.arr(1).arr(2).bulk("s").arr(tc.n)
+		for i := range tc.n {
+			b.arr(2).bulk(fmt.Sprintf("1-%d", i)).arr(6).bulk(FieldType).bulk("a.v1").bulk(FieldID).bulk(fmt.Sprint(i)).bulk(FieldData).bulk(strings.Repeat("d", 200))
+		}
+		reply := []byte(b.String())
+		res, err := (&streamReader{streams: []string{"s"}}).parse(reply)
+		require.NoError(t, err)
+		require.Len(t, res[0].entries, tc.n)
+		for i, e := range res[0].entries {
+			require.Equal(t, fmt.Sprintf("1-%d", i), e.id)
+			data, _ := e.field(FieldData)
+			require.Equal(t, strings.Repeat("d", 200), data)
+			require.Equal(t, data, string(e.raw[e.dataAt:e.dataAt+len(data)]))
+			require.Equal(t, tc.shared, &e.raw[0] == &reply[0], "entries=%d (reply %d bytes)", tc.n, len(reply))
+		}
+	}
+}
+
 // rawEntry parses a one-entry RESP2 XREADGROUP reply.
 func rawEntry(t testing.TB, id string, fields ...string) entry {
 	t.Helper()
@@ -116,10 +143,18 @@ func TestParseReplyErrors(t *testing.T) {
 // A repeated field name resolves to its last value, as go-redis's map
 // would, and the payload is sliced from that value.
 func TestParseRepeatedData(t *testing.T) {
+	// A small reply is shared by its entries; one padded (with a type the
+	// last one overrides) is copied.
+	for _, pad := range []int{0, shareReplyMax} {
+		t.Run(fmt.Sprintf("pad=%d", pad), func(t *testing.T) { testParseRepeatedData(t, pad) })
+	}
+}
+
+func testParseRepeatedData(t *testing.T, pad int) {
 	env := mkEnv(t, 1, "k")
 	fields, err := encodeEntry(&env, 0)
 	require.NoError(t, err)
-	e := rawEntry(t, "1-1", FieldData, "junk", FieldType, fields[1].(string), FieldID, fields[3].(string), FieldData, string(fields[5].([]byte)))
+	e := rawEntry(t, "1-1", FieldType, strings.Repeat("p", pad), FieldData, "junk", FieldType, fields[1].(string), FieldID, fields[3].(string), FieldData, string(fields[5].([]byte)))
 	d := &delivery{entry: e}
 	d.decode()
 	require.NoError(t, d.decErr)
