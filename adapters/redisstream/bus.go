@@ -25,7 +25,8 @@ type Bus struct {
 	log  *slog.Logger
 	tags string // key prefix of derived keys: "{Stream}" or Stream when it holds a tag
 
-	streamBox any // cfg.Stream as a command argument, boxed once
+	streamBox any      // cfg.Stream as a command argument, boxed once
+	writes    *opBound // WriteTimeout for publishes and acks
 
 	// publishing: flat combining (see Publish)
 	pubMu      sync.Mutex
@@ -94,6 +95,7 @@ func New(rdb redis.UniversalClient, cfg *Config) (*Bus, error) {
 		closeDone: make(chan struct{}),
 	}
 	b.streamBox = c.Stream
+	b.writes = newOpBound(c.WriteTimeout)
 	if hasHashTag(c.Stream) {
 		b.tags = c.Stream
 	} else {
@@ -313,9 +315,7 @@ func (b *Bus) publishLoop() {
 			if more {
 				b.wakeWriter() // let another writer take the rest in parallel
 			}
-			ctx, cancel := context.WithTimeout(context.Background(), b.cfg.WriteTimeout)
-			_ = b.writeBatch(ctx, batch)
-			cancel()
+			_ = b.writeBatch(b.writes.shared(), batch)
 			b.pubMu.Lock()
 			b.pubActive--
 			b.pubMu.Unlock()
@@ -359,11 +359,8 @@ func (b *Bus) writeBatch(ctx context.Context, batch []*pubReq) error {
 	if len(live) == 0 {
 		return nil
 	}
-	if _, ok := ctx.Deadline(); !ok {
-		var cancel context.CancelFunc
-		ctx, cancel = context.WithTimeout(ctx, b.cfg.WriteTimeout)
-		defer cancel()
-	}
+	ctx, cancel := b.writes.bound(ctx)
+	defer cancel()
 	b.counters.pipelines.Add(1)
 	if len(live) == 1 && len(live[0].entries) == 1 {
 		e := &live[0].entries[0]

@@ -74,8 +74,10 @@ type Config struct {
 	// Defaults to DefaultMaxPayloadBytes (1 MiB).
 	MaxPayloadBytes int
 	// WriteTimeout bounds one publish pipeline and every acknowledgement
-	// round trip (acks run on a detached context). Defaults to
-	// DefaultWriteTimeout (5s).
+	// round trip (acks run on a detached context), unless the publisher's
+	// context has a deadline of its own. Calls close together share one
+	// deadline instead of taking a timer each, so a call gets between half
+	// of WriteTimeout and all of it. Defaults to DefaultWriteTimeout (5s).
 	WriteTimeout time.Duration
 	// MaxPipeline caps how many entries are coalesced into one publish
 	// pipeline. Defaults to DefaultMaxPipeline (1000).

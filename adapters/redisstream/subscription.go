@@ -73,6 +73,10 @@ type subscription struct {
 
 	nogroupLogged bool // reader goroutine only: one log line per NOGROUP incident
 
+	// The acker goroutine's scratch (flushAcks): ids by stream, XACK args.
+	ackIDs  map[string][]string
+	ackArgs []any
+
 	unstartedMu sync.Mutex
 	unstarted   []*delivery // read but not started when Close began
 
@@ -169,6 +173,7 @@ func (b *Bus) subscribe(ctx context.Context, name string, h eventbus.Handler, br
 		ackHurry:  make(chan struct{}),
 		held:      make(map[string]map[string]struct{}),
 		failedAt:  make(map[string]map[string]time.Time),
+		ackIDs:    make(map[string][]string, 1),
 		retryWake: make(chan struct{}, 1),
 		done:      make(chan struct{}),
 	}
@@ -1001,13 +1006,6 @@ func (s *subscription) deadLetter(d *delivery, reason string, cause error) (keep
 	return false
 }
 
-func minTime(a, b time.Time) time.Time {
-	if a.Before(b) {
-		return a
-	}
-	return b
-}
-
 // errorText is the error message without payload content, stack included
 // for panics.
 func errorText(err error) string {
@@ -1059,6 +1057,7 @@ func (s *subscription) acker() {
 			}
 		}
 		s.flushAcks(batch)
+		clear(batch) // keep no envelope alive
 		batch = batch[:0]
 	}
 }
@@ -1092,15 +1091,20 @@ func (s *subscription) ackPause(d time.Duration) {
 // never lost).
 func (s *subscription) flushAcks(batch []ackReq) {
 	b := s.bus
-	byStream := make(map[string][]string, 1)
+	// The acker's own scratch, reused (at low rates there is a flush per
+	// entry) and cleared after: ids share reply buffers, keep none alive.
+	byStream := s.ackIDs
 	for _, r := range batch {
 		byStream[r.stream] = append(byStream[r.stream], r.id)
 	}
 	deadline := time.Now().Add(max(3*b.cfg.WriteTimeout, 10*time.Second))
 	var es errorState
 	abandoned := map[string]bool{}
-	var args []any
+	args := s.ackArgs
 	for st, ids := range byStream {
+		if len(ids) == 0 {
+			continue
+		}
 		// XACK's ids as pointers: boxing a pointer allocates nothing, a
 		// string costs one allocation per entry (go-redis's XAck).
 		args = append(args[:0], "xack", st, s.name)
@@ -1109,7 +1113,10 @@ func (s *subscription) flushAcks(batch []ackReq) {
 		}
 		for {
 			deadline = s.ackDeadline(deadline)
-			ctx, cancel := context.WithDeadline(context.Background(), minTime(time.Now().Add(b.cfg.WriteTimeout), deadline))
+			ctx, cancel := b.writes.shared(), context.CancelFunc(func() {})
+			if time.Until(deadline) < b.cfg.WriteTimeout {
+				ctx, cancel = context.WithDeadline(context.Background(), deadline)
+			}
 			cmd := redis.NewIntCmd(ctx, args...)
 			err := b.rdb.Process(ctx, cmd)
 			cancel()
@@ -1130,6 +1137,12 @@ func (s *subscription) flushAcks(batch []ackReq) {
 			s.ackPause(min(b.cfg.ReconnectBackoff.Delay(es.fails), time.Second, time.Until(deadline)))
 		}
 	}
+	for st, ids := range byStream {
+		clear(ids)
+		byStream[st] = ids[:0]
+	}
+	clear(args)
+	s.ackArgs = args[:0]
 	// Either way the entries are no longer ours to keep claimed: acked, or
 	// left for the claim loop to redeliver after MinIdle. Unheld under
 	// claimMu: a PEL read (phase 1, XAUTOCLAIM, recoverUnheld) that Redis
