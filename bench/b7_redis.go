@@ -2,12 +2,15 @@ package bench
 
 import (
 	"context"
+	"encoding/json"
+	"strconv"
 	"sync"
 	"sync/atomic"
 	"time"
 
 	"github.com/ThreeDotsLabs/watermill"
 	wmredis "github.com/ThreeDotsLabs/watermill-redisstream/pkg/redisstream"
+	"github.com/redis/go-redis/v9"
 
 	"github.com/choicesherpa/eventkit/eventbus"
 )
@@ -186,9 +189,82 @@ func wmLatency(cfg Config, n int) Contender {
 	}}
 }
 
+// rawLatency is the physical-limit proxy: go-redis with nothing of a bus.
+// The same senders XADD pre-encoded fields one at a time; one goroutine
+// reads with XREADGROUP COUNT 100 BLOCK, stamps each entry as it is read and
+// acks each read with one XACK. No envelope is decoded, no worker hop.
+func rawLatency(cfg Config, n int) Contender {
+	return Contender{Name: "raw XADD + XREADGROUP loop", Run: func(ctx context.Context) (Sample, error) {
+		run, err := newRedisRun(cfg)
+		if err != nil {
+			return Sample{}, err
+		}
+		defer run.cleanup()
+		data, err := json.Marshal(redisEnvelope())
+		if err != nil {
+			return Sample{}, err
+		}
+		st := run.stream()
+		if err := run.rdb.XGroupCreateMkStream(ctx, st, "g", "$").Err(); err != nil {
+			return Sample{}, err
+		}
+		intended := make([]atomic.Int64, n)
+		lat := NewLatencyRecorder(n)
+		tally := NewTally(n, 1)
+		rctx, cancel := context.WithCancel(ctx)
+		defer cancel()
+		readErr := make(chan error, 1)
+		go func() {
+			ids := make([]string, 0, 100)
+			for got := 0; got < n; {
+				res, err := run.rdb.XReadGroup(rctx, &redis.XReadGroupArgs{Group: "g", Consumer: "c", Streams: []string{st, ">"}, Count: 100, Block: 100 * time.Millisecond}).Result()
+				if err != nil && err != redis.Nil {
+					readErr <- err
+					return
+				}
+				for _, xs := range res {
+					ids = ids[:0]
+					for _, m := range xs.Messages {
+						seq := -1
+						if s, ok := m.Values["id"].(string); ok {
+							if v, err := strconv.Atoi(s); err == nil && v >= 0 && v < n {
+								seq = v
+								lat.Add(time.Since(time.Unix(0, intended[seq].Load())))
+							}
+						}
+						tally.Mark(0, seq)
+						ids = append(ids, m.ID)
+						got++
+					}
+					if err := run.rdb.XAck(rctx, st, "g", ids...).Err(); err != nil {
+						readErr <- err
+						return
+					}
+				}
+			}
+			readErr <- nil
+		}()
+		time.Sleep(200 * time.Millisecond) // the settle time the others get
+		if err := openLoopPool(ctx, n, intended, func(i int) error {
+			return run.rdb.XAdd(ctx, &redis.XAddArgs{Stream: st, Values: []any{"type", redisEventType, "id", strconv.Itoa(i), "data", data}}).Err()
+		}); err != nil {
+			return Sample{}, err
+		}
+		select {
+		case err := <-readErr:
+			if err != nil {
+				return Sample{}, err
+			}
+		case <-ctx.Done():
+			return Sample{}, ctx.Err()
+		}
+		return latencySample(lat, tally), nil
+	}}
+}
+
 func runB7(ctx context.Context, cfg Config) ([]Result, error) {
 	n := cfg.Size(50_000, 10_000, 200)
-	s, err := Interleave(ctx, cfg, oursLatency(cfg, n), wmLatency(cfg, n))
+	s, err := Interleave(ctx, cfg, oursLatency(cfg, n), wmLatency(cfg, n), rawLatency(cfg, n))
 	if err != nil {
 		return nil, err
 	}
@@ -197,5 +273,8 @@ func runB7(ctx context.Context, cfg Config) ([]Result, error) {
 	abs99 := Only("B7", "Redis pub->handler p99 (ours)", "ms", s[0].Median(), AtMostAbs(2))
 	abs999 := Only("B7", "Redis pub->handler p99.9 (ours)", "ms", s[0].MedianExtra("p999_ms"), AtMostAbs(5))
 	p999 := Compare("B7", "Redis pub->handler p99.9 vs watermill-redisstream", "ms", s[0].ExtraSeries("p999_ms"), s[1].ExtraSeries("p999_ms"), Target{})
-	return []Result{p99, abs99, abs999, p999}, nil
+	raw99 := Compare("B7", "Redis pub->handler p99 vs raw XADD + XREADGROUP loop", "ms", s[0], s[2], Target{})
+	raw99.Notes = append(raw99.Notes, "raw: the physical-limit proxy for the absolute rows, go-redis with the same senders and a one-goroutine XREADGROUP COUNT 100 BLOCK + XACK loop, no decoding")
+	raw999 := Compare("B7", "Redis pub->handler p99.9 vs raw XADD + XREADGROUP loop", "ms", s[0].ExtraSeries("p999_ms"), s[2].ExtraSeries("p999_ms"), Target{})
+	return []Result{p99, abs99, abs999, p999, raw99, raw999}, nil
 }
