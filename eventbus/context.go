@@ -34,6 +34,20 @@ func ContextWithEvent(ctx context.Context, env *Envelope) context.Context {
 	return &metadataCtx{Context: ctx, md: env.Metadata, cause: env.EventID}
 }
 
+// EventContext is the context ContextWithEvent returns, as a value a bus can
+// keep in its own per-delivery storage instead of allocating one per event.
+// Set it with Reset before handing its address to a handler, and do not
+// reset it while a handler may still use it. The zero value is not a usable
+// context.
+type EventContext struct {
+	metadataCtx
+}
+
+// Reset makes c the context ContextWithEvent(parent, env) would return.
+func (c *EventContext) Reset(parent context.Context, env *Envelope) {
+	c.metadataCtx = metadataCtx{Context: parent, md: env.Metadata, cause: env.EventID}
+}
+
 // MetadataFromContext returns the metadata that NewEnvelope would stamp on an
 // event raised under ctx.
 func MetadataFromContext(ctx context.Context) Metadata {

@@ -85,3 +85,29 @@ func TestContextWithEventInsideBusHandler(t *testing.T) {
 	require.Equal(t, "req-9", renamed[0].Metadata.CorrelationID)
 	require.Equal(t, "u", renamed[0].Metadata.UserID)
 }
+
+// An EventContext kept in a bus's own storage is the context
+// ContextWithEvent returns, and resetting it allocates nothing.
+func TestEventContextMatchesContextWithEvent(t *testing.T) {
+	cmdMD := eventbus.Metadata{CorrelationID: "req-1", UserID: "user-7", TraceParent: "00-aa-bb-01"}
+	consumed := eventbus.MustEnvelope(eventbus.WithMetadata(context.Background(), cmdMD), sessionCreated{SessionID: "s"})
+	type k struct{}
+	parent := context.WithValue(context.Background(), k{}, "v")
+
+	var ec eventbus.EventContext
+	ec.Reset(parent, &consumed)
+	want := eventbus.ContextWithEvent(parent, &consumed)
+	require.Equal(t, eventbus.MetadataFromContext(want), eventbus.MetadataFromContext(&ec))
+	id, ok := eventbus.CausingEvent(&ec)
+	require.True(t, ok)
+	require.Equal(t, consumed.EventID, id)
+	require.Equal(t, "v", ec.Value(k{}), "the parent's values resolve through it")
+	follow := eventbus.MustEnvelope(&ec, sessionRenamed{SessionID: "s"})
+	require.Equal(t, consumed.EventID.String(), follow.Metadata.CausationID)
+
+	other := eventbus.MustEnvelope(context.Background(), sessionCreated{SessionID: "t"})
+	allocs := testing.AllocsPerRun(100, func() { ec.Reset(parent, &other) })
+	require.Zero(t, allocs)
+	id, _ = eventbus.CausingEvent(&ec)
+	require.Equal(t, other.EventID, id, "Reset replaces the event")
+}
