@@ -94,6 +94,10 @@ type delivery struct {
 	decErr   error
 	due      time.Time
 	envBuf   eventbus.Envelope // env's storage
+	// The handler's contexts (see handlerClock): each delivery is handled
+	// once (a retry is a new delivery), so a handler may keep its context.
+	hctx eventbus.EventContext
+	dctx deadlineCtx
 }
 
 // decode sets env (and decErr) from the entry.
@@ -725,6 +729,9 @@ func (s *subscription) dispatchRead(res []streamEntries, n int, left func(stream
 	}
 }
 
+// deliveryChunk is how many deliveries dispatch allocates at once.
+const deliveryChunk = 16
+
 // dispatch hands msgs (for which n slots are held) to the workers. A count
 // from counts wins over def (0 = unknown, assume a redelivery).
 func (s *subscription) dispatch(stream string, msgs []entry, counts map[string]int64, def int64, n int) {
@@ -737,8 +744,16 @@ func (s *subscription) dispatch(stream string, msgs []entry, counts map[string]i
 		return
 	}
 	s.hold(stream, msgs)
+	var chunk []delivery
 	for i := range msgs {
-		d := &delivery{stream: stream, entry: msgs[i], count: def}
+		if len(chunk) == 0 {
+			// A few deliveries to an allocation: a handler that keeps its
+			// context keeps at most a chunk alive.
+			chunk = make([]delivery, min(len(msgs)-i, deliveryChunk))
+		}
+		d := &chunk[0]
+		chunk = chunk[1:]
+		*d = delivery{stream: stream, entry: msgs[i], count: def}
 		d.own(d.fieldBuf[:])
 		if c, ok := counts[d.id]; ok {
 			d.count = c
@@ -841,6 +856,8 @@ func (s *subscription) forgetFailure(stream, id string) {
 
 func (s *subscription) worker(ch chan *delivery) {
 	defer s.workers.Done()
+	clock := newHandlerClock(s.bus.cfg.HandlerTimeout)
+	defer clock.stop()
 	for d := range ch {
 		if s.stopping() {
 			// Not started: leave it pending, and give its delivery back
@@ -853,7 +870,7 @@ func (s *subscription) worker(ch chan *delivery) {
 			s.release(1)
 			continue
 		}
-		if !s.process(d) {
+		if !s.process(d, clock) {
 			s.release(1)
 		}
 	}
@@ -870,7 +887,7 @@ func (s *subscription) wants(typ string) bool {
 // process handles one delivery. It reports whether the delivery's in-flight
 // slot went with it to the retry queue (entries waiting for a retry count
 // against Concurrency+Buffer, which bounds memory and applies backpressure).
-func (s *subscription) process(d *delivery) (keepSlot bool) {
+func (s *subscription) process(d *delivery, clock *handlerClock) (keepSlot bool) {
 	b := s.bus
 	if d.fields == nil {
 		// The entry was deleted or trimmed while pending.
@@ -904,7 +921,7 @@ func (s *subscription) process(d *delivery) (keepSlot bool) {
 		return s.deadLetter(d, deadletter.ReasonMaxDeliveries, fmt.Errorf("delivered %d times, limit %d", d.count, b.cfg.MaxDeliveries))
 	}
 	b.counters.delivered.Add(1)
-	err := s.invoke(env)
+	err := s.invoke(d, clock)
 	if err == nil {
 		if s.broadcast {
 			b.cfg.Hooks.Ack(s.hardCtx, s.name, *env)
@@ -932,10 +949,10 @@ func (s *subscription) process(d *delivery) (keepSlot bool) {
 	}
 }
 
-func (s *subscription) invoke(env *eventbus.Envelope) (err error) {
-	ctx := eventbus.ContextWithEvent(s.hardCtx, env)
-	ctx, cancel := context.WithTimeoutCause(ctx, s.bus.cfg.HandlerTimeout, eventbus.ErrHandlerTimeout)
-	defer cancel()
+func (s *subscription) invoke(d *delivery, clock *handlerClock) (err error) {
+	env := d.env
+	ctx := clock.start(s.hardCtx, d)
+	defer clock.finish()
 	defer func() {
 		if r := recover(); r != nil {
 			err = &eventbus.PanicError{Value: r, Stack: debug.Stack()}
@@ -943,7 +960,7 @@ func (s *subscription) invoke(env *eventbus.Envelope) (err error) {
 	}()
 	s.bus.cfg.Hooks.Deliver(ctx, s.name, *env)
 	err = s.h.Handle(ctx, *env)
-	if err != nil && context.Cause(ctx) == eventbus.ErrHandlerTimeout {
+	if err != nil && errors.Is(context.Cause(ctx), eventbus.ErrHandlerTimeout) {
 		err = fmt.Errorf("%w after %s: %w", eventbus.ErrHandlerTimeout, s.bus.cfg.HandlerTimeout, err)
 	}
 	return err
