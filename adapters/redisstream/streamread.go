@@ -4,6 +4,8 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"io"
+	"slices"
 	"time"
 	"unsafe"
 
@@ -18,11 +20,56 @@ type streamEntries struct {
 
 // rawClient is the go-redis method that hands a reply over unparsed. Every
 // client go-redis makes has it; a wrapper that hides it gets the parsed
-// path. (Not DoRawWriteTo: it copies each bulk string through io.CopyN,
-// two allocations per string.)
+// path. DoRawWriteTo, not DoRaw: DoRaw grows a new reply buffer for every
+// read, about twice the reply (a read of 100 entries is past the 32 KB
+// where Go allocates whole spans), which made the garbage collector most of
+// a busy consumer's cost. Here the reply goes into one reused buffer, for
+// one small allocation per bulk string (io.CopyN's limit reader). go-redis
+// never retries a DoRawWriteTo command, so a read that failed on the wire
+// returns its error instead of being silently sent again.
 type rawClient interface {
-	DoRaw(ctx context.Context, args ...any) *redis.RawCmd
+	DoRawWriteTo(ctx context.Context, w io.Writer, args ...any) *redis.RawWriteToCmd
 }
+
+// replyBuffer receives a raw reply. It reads each bulk string straight into
+// its storage (ReadFrom), so io.Copy allocates no buffer of its own.
+type replyBuffer struct{ b []byte }
+
+func (w *replyBuffer) Write(p []byte) (int, error) {
+	w.b = append(w.b, p...)
+	return len(p), nil
+}
+
+func (w *replyBuffer) ReadFrom(r io.Reader) (int64, error) {
+	if lr, ok := r.(*io.LimitedReader); ok && lr.N >= 0 && lr.N <= maxBulk {
+		// go-redis's io.CopyN: exactly N bytes.
+		n := int(lr.N)
+		w.b = slices.Grow(w.b, n)
+		got, err := io.ReadFull(lr.R, w.b[len(w.b):len(w.b)+n])
+		w.b = w.b[:len(w.b)+got]
+		lr.N -= int64(got)
+		return int64(got), err
+	}
+	start := len(w.b)
+	for {
+		w.b = slices.Grow(w.b, 4096)
+		got, err := r.Read(w.b[len(w.b):cap(w.b)])
+		w.b = w.b[:len(w.b)+got]
+		if err == io.EOF {
+			return int64(len(w.b) - start), nil
+		}
+		if err != nil {
+			return int64(len(w.b) - start), err
+		}
+	}
+}
+
+// maxBulk is Redis's largest bulk string (proto-max-bulk-len's ceiling).
+const maxBulk = 512 << 20
+
+// keptReplyCap is the largest reply buffer kept for the next read: one
+// unusually big read does not pin its buffer for good.
+const keptReplyCap = 1 << 20
 
 // streamReader issues one goroutine's XREADGROUP or XREAD calls. Read
 // raw, a reply is parsed here straight into entries: one allocation per
@@ -36,10 +83,13 @@ type streamReader struct {
 	onFallback func(error)
 
 	// readTimeout is the client's read timeout on the raw path (0: none).
-	// go-redis retries a raw command whose read timed out, silently.
+	// go-redis does not retry DoRawWriteTo, but a client wrapper may retry
+	// a read that timed out, silently: such a read is treated as lost.
 	readTimeout time.Duration
 
 	args  []any
+	reply replyBuffer
+	slab  []byte // storage for entries' bytes, several to an allocation
 	out   []streamEntries
 	spans []span
 	// fields backs the field lists of one read's entries; it is reused by
@@ -50,12 +100,25 @@ type streamReader struct {
 
 type span struct{ off, n int }
 
-// shareReplyMax is the largest reply whose entries share its bytes instead
-// of copying theirs: a reply is ours alone (go-redis allocates one per
-// read), so a small one, the usual reply at low rates, costs no copy. A
-// bigger one is copied entry by entry, so a handler that keeps one payload
-// does not keep a whole read of up to Count entries alive.
-const shareReplyMax = 4 << 10
+// slabSize is the size of the allocations parse copies entries into:
+// entries share them, a few to one, so a read costs few allocations, and a
+// handler that keeps a payload keeps at most a slab alive, not a whole read.
+// An entry bigger than half a slab gets an allocation of its own.
+const slabSize = 4 << 10
+
+// alloc returns n bytes of storage (length 0, capacity n) that no other
+// entry uses.
+func (r *streamReader) alloc(n int) []byte {
+	if cap(r.slab)-len(r.slab) < n {
+		if n > slabSize/2 {
+			return make([]byte, 0, n)
+		}
+		r.slab = make([]byte, 0, slabSize)
+	}
+	at := len(r.slab)
+	r.slab = r.slab[:at+n]
+	return r.slab[at : at : at+n]
+}
 
 // newStreamReader returns a reader for streams. The raw path is used when
 // the client offers it and rawReadAllowed: go-redis extends the read
@@ -147,11 +210,15 @@ func (r *streamReader) readRaw(ctx context.Context, streams, ids []string, count
 	for _, id := range ids {
 		r.args = append(r.args, id)
 	}
-	reply, err := r.raw.DoRaw(ctx, r.args...).Result()
+	r.reply.b = r.reply.b[:0]
+	_, err := r.raw.DoRawWriteTo(ctx, &r.reply, r.args...).Result()
 	if err != nil {
 		return nil, err
 	}
-	out, err := r.parse(reply)
+	out, err := r.parse(r.reply.b) // entries copy what they keep
+	if cap(r.reply.b) > keptReplyCap {
+		r.reply.b = nil
+	}
 	var perr *protocolError
 	if errors.As(err, &perr) {
 		// Not a shape this parser knows: from now on go-redis parses. The
@@ -279,7 +346,6 @@ func (r *streamReader) parse(b []byte) ([]streamEntries, error) {
 	}
 	used := 0
 	r.fields = r.fields[:0]
-	share := len(b) <= shareReplyMax
 	for range n {
 		if kind == '*' {
 			if k, m, _, err := c.header(); err != nil || k != '*' || m != 2 {
@@ -296,7 +362,7 @@ func (r *streamReader) parse(b []byte) ([]streamEntries, error) {
 		se := &r.out[used]
 		used++
 		se.stream = r.streamName(b[name.off : name.off+name.n])
-		if se.entries, err = r.parseEntries(&c, se.entries[:0], share); err != nil {
+		if se.entries, err = r.parseEntries(&c, se.entries[:0]); err != nil {
 			return nil, err
 		}
 	}
@@ -312,7 +378,7 @@ func (r *streamReader) streamName(b []byte) string {
 	return string(b)
 }
 
-func (r *streamReader) parseEntries(c *respCursor, out []entry, share bool) ([]entry, error) {
+func (r *streamReader) parseEntries(c *respCursor, out []entry) ([]entry, error) {
 	kind, n, _, err := c.header()
 	if err != nil {
 		return nil, err
@@ -328,7 +394,7 @@ func (r *streamReader) parseEntries(c *respCursor, out []entry, share bool) ([]e
 		if err != nil {
 			return nil, err
 		}
-		e, err := r.parseFields(c, id, share)
+		e, err := r.parseFields(c, id)
 		if err != nil {
 			return nil, err
 		}
@@ -338,9 +404,9 @@ func (r *streamReader) parseEntries(c *respCursor, out []entry, share bool) ([]e
 }
 
 // parseFields reads an entry's field list (an array, a map, or null for
-// an entry that no longer exists). Id and values share the reply's bytes
-// when share is set, or are copied into the entry's own storage.
-func (r *streamReader) parseFields(c *respCursor, id span, share bool) (entry, error) {
+// an entry that no longer exists) and copies id and values into the
+// entry's own storage (the reply buffer is reused by the next read).
+func (r *streamReader) parseFields(c *respCursor, id span) (entry, error) {
 	kind, n, _, err := c.header()
 	if err != nil {
 		return entry{}, err
@@ -360,28 +426,6 @@ func (r *streamReader) parseFields(c *respCursor, id span, share bool) (entry, e
 	}
 	r.spans = r.spans[:0]
 	size := id.n
-	if share {
-		// Nothing else holds the reply and nothing writes to it (the
-		// payload aside, see delivery.decode), so the strings may share it.
-		e := entry{id: bytesString(c.b[id.off : id.off+id.n]), fields: r.take(n), dataAt: -1, raw: c.b}
-		for i := range n {
-			s, err := c.str()
-			if err != nil {
-				return entry{}, err
-			}
-			v := c.b[s.off : s.off+s.n]
-			if i%2 == 0 {
-				if k := knownField(v); k != "" {
-					e.fields[i] = k
-					continue
-				}
-			} else if e.fields[i-1] == FieldData {
-				e.dataAt = s.off
-			}
-			e.fields[i] = bytesString(v)
-		}
-		return e, nil
-	}
 	for i := range n {
 		s, err := c.str()
 		if err != nil {
@@ -392,9 +436,9 @@ func (r *streamReader) parseFields(c *respCursor, id span, share bool) (entry, e
 			size += s.n
 		}
 	}
-	// One allocation for the id and every value. Nothing writes to it
-	// after this, so the strings below may share it.
-	raw := make([]byte, 0, size)
+	// One region for the id and every value. Nothing writes to it after
+	// this, so the strings below may share it.
+	raw := r.alloc(size)
 	raw = append(raw, c.b[id.off:id.off+id.n]...)
 	e := entry{id: bytesString(raw), fields: r.take(n), dataAt: -1}
 	for i, s := range r.spans {

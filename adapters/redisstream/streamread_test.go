@@ -1,8 +1,10 @@
 package redisstream
 
 import (
+	"bytes"
 	"context"
 	"fmt"
+	"io"
 	"log/slog"
 	"strconv"
 	"strings"
@@ -10,6 +12,7 @@ import (
 	"sync/atomic"
 	"testing"
 	"time"
+	"unsafe"
 
 	"github.com/redis/go-redis/v9"
 	"github.com/stretchr/testify/require"
@@ -28,31 +31,47 @@ func (r *resp) bulk(s string) *resp {
 }
 func (r *resp) raw(s string) *resp { r.WriteString(s); return r }
 
-// TestParseSharesSmallRepliesOnly: entries of a small reply share its bytes
-// (no copy on the usual low-rate read); those of a big one get their own, so
-// a kept payload does not keep a whole read alive.
-func TestParseSharesSmallRepliesOnly(t *testing.T) {
-	for _, tc := range []struct {
-		n      int
-		shared bool
-	}{{1, true}, {3, true}, {40, false}} {
-		var b resp
-		b.arr(1).arr(2).bulk("s").arr(tc.n)
-		for i := range tc.n {
-			b.arr(2).bulk(fmt.Sprintf("1-%d", i)).arr(6).bulk(FieldType).bulk("a.v1").bulk(FieldID).bulk(fmt.Sprint(i)).bulk(FieldData).bulk(strings.Repeat("d", 200))
-		}
-		reply := []byte(b.String())
-		res, err := (&streamReader{streams: []string{"s"}}).parse(reply)
-		require.NoError(t, err)
-		require.Len(t, res[0].entries, tc.n)
-		for i, e := range res[0].entries {
-			require.Equal(t, fmt.Sprintf("1-%d", i), e.id)
-			data, _ := e.field(FieldData)
-			require.Equal(t, strings.Repeat("d", 200), data)
-			require.Equal(t, data, string(e.raw[e.dataAt:e.dataAt+len(data)]))
-			require.Equal(t, tc.shared, &e.raw[0] == &reply[0], "entries=%d (reply %d bytes)", tc.n, len(reply))
-		}
+// TestParseCopiesIntoSlabs: the reply buffer is reused by the next read, so
+// entries copy what they keep, a few entries to an allocation; a big entry
+// gets its own, and no entry can write into another's bytes.
+func TestParseCopiesIntoSlabs(t *testing.T) {
+	var b resp
+	const small, n = 200, 40
+	b.arr(1).arr(2).bulk("s").arr(n + 1)
+	for i := range n {
+		b.arr(2).bulk(fmt.Sprintf("1-%d", i)).arr(6).bulk(FieldType).bulk("a.v1").bulk(FieldID).bulk(fmt.Sprint(i)).bulk(FieldData).bulk(strings.Repeat("d", small))
 	}
+	big := strings.Repeat("B", slabSize)
+	b.arr(2).bulk("2-0").arr(2).bulk(FieldData).bulk(big)
+	reply := []byte(b.String())
+	rd := &streamReader{streams: []string{"s"}}
+	res, err := rd.parse(reply)
+	require.NoError(t, err)
+	entries := res[0].entries
+	require.Len(t, entries, n+1)
+	clear(reply)    // the next read overwrites the buffer
+	contiguous := 0 // entries that start where the one before ends: one slab
+	for i, e := range entries[:n] {
+		if i > 0 {
+			prev := entries[i-1].raw
+			if unsafe.Pointer(&e.raw[0]) == unsafe.Add(unsafe.Pointer(&prev[0]), cap(prev)) {
+				contiguous++
+			}
+		}
+		require.Equal(t, fmt.Sprintf("1-%d", i), e.id)
+		data, _ := e.field(FieldData)
+		require.Equal(t, strings.Repeat("d", small), data)
+		require.Equal(t, len(e.raw), cap(e.raw), "an entry cannot grow into the next one")
+		e.raw[len(e.raw)-1] = 'x' // a handler writing into its payload
+	}
+	for _, e := range entries[:n] {
+		data, _ := e.field(FieldData)
+		require.Equal(t, strings.Repeat("d", small-1)+"x", data, "each entry has its own bytes")
+	}
+	require.GreaterOrEqual(t, contiguous, n/2, "entries share allocations")
+	data, _ := entries[n].field(FieldData)
+	require.Equal(t, big, data)
+	require.Equal(t, len(big)+len("2-0"), cap(entries[n].raw), "a big entry gets an allocation of its own")
 }
 
 // rawEntry parses a one-entry RESP2 XREADGROUP reply.
@@ -143,9 +162,9 @@ func TestParseReplyErrors(t *testing.T) {
 // A repeated field name resolves to its last value, as go-redis's map
 // would, and the payload is sliced from that value.
 func TestParseRepeatedData(t *testing.T) {
-	// A small reply is shared by its entries; one padded (with a type the
-	// last one overrides) is copied.
-	for _, pad := range []int{0, shareReplyMax} {
+	// Small entries are copied into a shared slab; one padded (with a type
+	// the last one overrides) gets an allocation of its own.
+	for _, pad := range []int{0, slabSize} {
 		t.Run(fmt.Sprintf("pad=%d", pad), func(t *testing.T) { testParseRepeatedData(t, pad) })
 	}
 }
@@ -281,13 +300,15 @@ type garbling struct {
 	done atomic.Bool
 }
 
-func (g *garbling) DoRaw(ctx context.Context, args ...any) *redis.RawCmd {
-	cmd := g.Client.DoRaw(ctx, args...)
-	v, err := cmd.Result()
+func (g *garbling) DoRawWriteTo(ctx context.Context, w io.Writer, args ...any) *redis.RawWriteToCmd {
+	var buf bytes.Buffer
+	cmd := g.Client.DoRawWriteTo(ctx, &buf, args...)
+	v := buf.Bytes()
 	hasEntries := len(v) > 0 && (v[0] == '*' || v[0] == '%') && !strings.HasPrefix(string(v), "*-1") // not a null (RESP2 or 3)
-	if err == nil && args[len(args)-1] == ">" && hasEntries && g.done.CompareAndSwap(false, true) {
-		cmd.SetVal(append([]byte("|"), v[1:]...))
+	if cmd.Err() == nil && args[len(args)-1] == ">" && hasEntries && g.done.CompareAndSwap(false, true) {
+		v[0] = '|'
 	}
+	_, _ = w.Write(v)
 	return cmd
 }
 
@@ -401,28 +422,31 @@ func FuzzParseReply(f *testing.F) {
 	})
 }
 
-// retrying does what go-redis does when a raw read times out: the first
-// XREADGROUP for new entries runs (Redis hands its entries to the consumer)
-// but its reply is lost, and after the read timeout the command runs again.
+// retrying is a client wrapper that retries a raw read after its read
+// timeout, silently (go-redis itself does so for DoRaw, not DoRawWriteTo):
+// the first XREADGROUP for new entries runs (Redis hands its entries to the
+// consumer) but its reply is lost, and the command runs again.
 type retrying struct {
 	*redis.Client
 	done atomic.Bool
 }
 
-func (r *retrying) DoRaw(ctx context.Context, args ...any) *redis.RawCmd {
+func (r *retrying) DoRawWriteTo(ctx context.Context, w io.Writer, args ...any) *redis.RawWriteToCmd {
 	if args[len(args)-1] == ">" && !r.done.Load() {
-		first := r.Client.DoRaw(ctx, args...)
-		v, err := first.Result()
-		if err != nil || len(v) == 0 || v[0] == '_' || strings.HasPrefix(string(v), "*-1") {
-			return first // nothing was read: nothing to lose
+		var lost bytes.Buffer
+		first := r.Client.DoRawWriteTo(ctx, &lost, args...)
+		v := lost.String()
+		if first.Err() != nil || len(v) == 0 || v[0] == '_' || strings.HasPrefix(v, "*-1") {
+			_, _ = w.Write(lost.Bytes()) // nothing was read: nothing to lose
+			return first
 		}
 		r.done.Store(true)
 		time.Sleep(r.Options().ReadTimeout)
 	}
-	return r.Client.DoRaw(ctx, args...)
+	return r.Client.DoRawWriteTo(ctx, w, args...)
 }
 
-// Entries of a read go-redis silently retried are claimed back at once,
+// Entries of a read a client silently retried are claimed back at once,
 // not left for MinIdle.
 func TestSilentlyRetriedReadRecovered(t *testing.T) {
 	t.Parallel()
