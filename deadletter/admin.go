@@ -53,7 +53,9 @@ type admin struct {
 //	GET    /records/{id...}    one record
 //	DELETE /records/{id...}    delete one record
 //	POST   /replay/{id...}     replay one record (no body)
-//	POST   /replay             replay by filter, bounded: {"filter":{...},"limit":n}
+//	POST   /replay             replay by filter, bounded: {"filter":{...},"limit":n};
+//	                           200 unless records matched and none was replayed
+//	                           (then the first failure's status, with the result)
 //	POST   /purge              purge by filter: {"filter":{...},"confirm":"purge"}
 //	GET    /stats              {"depth":n,"replayed":n}
 //
@@ -271,6 +273,8 @@ type replayResponse struct {
 	ReplayResult
 	Limit  int               `json:"limit"`
 	Errors []replayErrorJSON `json:"errors,omitempty"`
+	// Error is set when records matched and none could be replayed.
+	Error *errorBody `json:"error,omitempty"`
 }
 
 func (a *admin) replayFilter(w http.ResponseWriter, r *http.Request) {
@@ -292,11 +296,18 @@ func (a *admin) replayFilter(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	out := replayResponse{ReplayResult: res, Limit: limit}
-	for _, e := range res.Errors {
-		_, code, msg := classify(e.Err)
+	status := http.StatusOK
+	for i, e := range res.Errors {
+		st, code, msg := classify(e.Err)
 		out.Errors = append(out.Errors, replayErrorJSON{ID: e.ID, Error: errorBody{Code: code, Message: msg}})
+		if i == 0 && res.Replayed == 0 {
+			// Nothing was sent back: the first failure's status, so a
+			// client that checks only the status does not read success.
+			status = st
+			out.Error = &errorBody{Code: code, Message: "no matching record could be replayed: " + msg}
+		}
 	}
-	writeJSON(w, http.StatusOK, out)
+	writeJSON(w, status, out)
 }
 
 type purgeRequest struct {

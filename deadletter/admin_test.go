@@ -315,6 +315,35 @@ func TestAdminNoEnvelopeConflict(t *testing.T) {
 	require.Equal(t, "no_envelope", res.errCode())
 }
 
+// A replay by filter that sends nothing back says so in its status, not
+// only in its body; one that sends some back is a success with a count of
+// the failures.
+func TestAdminReplayFilterAllFailed(t *testing.T) {
+	t.Parallel()
+	a := setupAdmin(t)
+	for i := range 2 {
+		raw := deadletter.Record{ID: fmt.Sprintf("dashboard/1-%d", i), Handler: handlerName, Raw: map[string]string{"data": "{"}, Reason: deadletter.ReasonPermanent}
+		require.NoError(t, a.store.Put(t.Context(), raw))
+	}
+	res := a.do(t, http.MethodPost, "/replay", "admin-token", `{"filter":{"handler":"dashboard"}}`)
+	require.Equal(t, http.StatusConflict, res.code, res.raw)
+	require.Equal(t, "no_envelope", res.errCode())
+	require.EqualValues(t, 2, res.body["failed"])
+	require.EqualValues(t, 0, res.body["replayed"])
+	require.Len(t, res.body["errors"], 2)
+
+	a.deadLetter(t, handlerName, "session.created.v1", 10)
+	res = a.do(t, http.MethodPost, "/replay", "admin-token", `{"filter":{"handler":"dashboard"}}`)
+	require.Equal(t, http.StatusOK, res.code, res.raw)
+	require.EqualValues(t, 1, res.body["replayed"])
+	require.EqualValues(t, 2, res.body["failed"])
+	require.Nil(t, res.body["error"])
+
+	res = a.do(t, http.MethodPost, "/replay", "admin-token", `{"filter":{"type":"nothing.matches.v1"}}`)
+	require.Equal(t, http.StatusOK, res.code, "no match is not a failure")
+	require.EqualValues(t, 0, res.body["matched"])
+}
+
 // Q3 through the admin API, mounted the way the app mounts it.
 func TestAdminReplayThroughMountedAPI(t *testing.T) {
 	t.Parallel()
