@@ -71,18 +71,23 @@
 //   - Every subscription holds one pooled connection while its read blocks;
 //     publishing uses up to PublishPipelines more, acks and the claim loop
 //     one each while they run. Size the client's PoolSize accordingly.
-//   - Subscriptions read replies unparsed (go-redis DoRaw) and parse them
-//     here: one allocation per entry, shared by the decoded envelope. That
-//     needs a single-node client whose ReadTimeout exceeds Block by 500ms
-//     (the defaults do); otherwise go-redis parses, at about ten
-//     allocations more per entry.
+//   - Subscriptions read replies unparsed (go-redis DoRawWriteTo, into a
+//     buffer each reader reuses) and parse them here: entries are copied
+//     into 4 KB slabs shared by a few entries and by their decoded
+//     envelopes. That needs a single-node client whose ReadTimeout exceeds
+//     Block by 500ms (the defaults do); otherwise go-redis parses, at about
+//     ten allocations more per entry.
+//   - A handler's context lives in its delivery and each worker re-arms one
+//     timer for HandlerTimeout, so a delivery costs no timer of its own.
+//     Contexts derived from a handler's context end with context.Canceled
+//     (Cause eventbus.ErrHandlerTimeout) when the timeout passes; the
+//     handler's own context reports context.DeadlineExceeded.
 //   - Tail latency follows the garbage collector when the live heap is
-//     small: a consumed 256 B event allocates about 4 KB (most of it the
-//     reply buffer go-redis grows for DoRaw), so a process holding a few MB
-//     collects many times a second. On a 2-core machine at 5k events/s,
-//     GOGC=800 took the publish-to-handler p99 from 1.9-3.1 ms to
-//     1.2-1.8 ms; a latency-sensitive service can raise GOGC and bound the
-//     heap with GOMEMLIMIT.
+//     small: at 5k events/s, B7's process (publishing, consuming and the
+//     benchmark's driver) allocates about 2.3 KB per 256 B event and holds
+//     a few MB, so it collects about six times a second. A
+//     latency-sensitive service can raise GOGC and bound the heap with
+//     GOMEMLIMIT.
 //   - Entries waiting for a retry keep their in-flight slot, so a burst of
 //     failures slows reading instead of growing memory.
 //   - A heartbeat (every MinIdle/4) resets the idle time of every entry a

@@ -72,10 +72,11 @@ const maxBulk = 512 << 20
 const keptReplyCap = 1 << 20
 
 // streamReader issues one goroutine's XREADGROUP or XREAD calls. Read
-// raw, a reply is parsed here straight into entries: one allocation per
-// entry for its id and values (which the decoded envelope then shares),
-// where go-redis's own parsing costs about ten (a string per field name and
-// value, a map, and a boxed value per field).
+// raw, a reply is parsed here straight into entries: each entry's id and
+// values are copied into a slab (see alloc) that the decoded envelope then
+// shares, where go-redis's own parsing costs about ten allocations per
+// entry (a string per field name and value, a map, and a boxed value per
+// field).
 type streamReader struct {
 	rdb        redis.UniversalClient
 	raw        rawClient // nil: go-redis parses replies
