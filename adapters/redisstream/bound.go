@@ -18,7 +18,7 @@ type opBound struct {
 
 type sharedDeadline struct {
 	ctx     context.Context
-	renewAt int64 // unix nanoseconds: past it, a call takes a fresh context
+	renewAt time.Time // past it, a call takes a fresh context (monotonic, as the deadline)
 	cancel  context.CancelFunc
 }
 
@@ -29,11 +29,13 @@ func newOpBound(timeout time.Duration) *opBound { return &opBound{timeout: timeo
 // ends on its own timer.
 func (o *opBound) shared() context.Context {
 	now := time.Now()
-	if d := o.cur.Load(); d != nil && now.UnixNano() < d.renewAt {
+	// time.Time keeps the monotonic reading the deadline runs on: a step of
+	// the wall clock cannot keep an ended context in use.
+	if d := o.cur.Load(); d != nil && now.Before(d.renewAt) && d.ctx.Err() == nil {
 		return d.ctx
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), o.timeout)
-	d := &sharedDeadline{ctx: ctx, renewAt: now.Add(o.timeout / 2).UnixNano(), cancel: cancel}
+	d := &sharedDeadline{ctx: ctx, renewAt: now.Add(o.timeout / 2), cancel: cancel}
 	o.cur.Store(d) // racing callers each store one; the last stays, the rest end on their timers
 	return ctx
 }

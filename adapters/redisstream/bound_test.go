@@ -29,6 +29,17 @@ func TestOpBound(t *testing.T) {
 		require.GreaterOrEqual(t, time.Until(bdl), timeout/2-10*time.Millisecond, "every call gets at least half the timeout")
 	})
 
+	t.Run("an ended context is never handed out", func(t *testing.T) {
+		// As a wall-clock step back once left it: renewal still ahead, the
+		// deadline (monotonic) passed.
+		dead, cancel := context.WithTimeout(context.Background(), time.Millisecond)
+		defer cancel()
+		<-dead.Done()
+		o := newOpBound(timeout)
+		o.cur.Store(&sharedDeadline{ctx: dead, renewAt: time.Now().Add(time.Hour)})
+		require.NoError(t, o.shared().Err())
+	})
+
 	t.Run("parent deadline wins", func(t *testing.T) {
 		parent, cancel := context.WithTimeout(context.Background(), time.Hour)
 		defer cancel()
