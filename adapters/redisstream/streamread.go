@@ -101,6 +101,17 @@ type streamReader struct {
 
 type span struct{ off, n int }
 
+// forget drops the last read's entries once they were handed on: the
+// reader's arrays are reused by the next read, and until then they would
+// keep the entries' bytes (up to Count payloads) alive.
+func (r *streamReader) forget() {
+	for i := range r.out {
+		e := r.out[i].entries
+		clear(e[:cap(e)])
+	}
+	clear(r.fields[:cap(r.fields)])
+}
+
 // slabSize is the size of the allocations parse copies entries into:
 // entries share them, a few to one, so a read costs few allocations, and a
 // handler that keeps a payload keeps at most a slab alive, not a whole read.

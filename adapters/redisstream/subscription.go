@@ -554,11 +554,12 @@ func (s *subscription) readLoop() {
 				s.release(n)
 				break
 			}
-			cursor = msgs[len(msgs)-1].id
+			cursor = strings.Clone(msgs[len(msgs)-1].id) // not its slab
 			msgs = s.notHeld(st, msgs)
 			counts := s.pendingCounts(st, msgs)
 			s.dispatch(st, msgs, counts, 0, n)
 			s.claimMu.Unlock()
+			rd.forget()
 		}
 	}
 	// Phase 2: new entries.
@@ -601,6 +602,7 @@ func (s *subscription) readLoop() {
 		// Read after Close began: pending for us, its delivery given back
 		// like an unstarted one's.
 		s.dispatchRead(res, n, s.leaveUnstarted)
+		rd.forget()
 		if recoverLost && !s.stopping() {
 			// A read that failed on the wire may have been delivered by
 			// Redis: its entries sit in our PEL without us holding them.
@@ -1192,11 +1194,13 @@ func (s *subscription) scheduleRetry(d *delivery, delay time.Duration) bool {
 	if s.stopping() {
 		return false
 	}
-	d.due = time.Now().Add(delay)
-	d.env, d.decErr, d.fields, d.raw = nil, nil, nil, nil
+	// A record of its own, not d: d shares its allocation with up to 15
+	// other deliveries (dispatch), and its id shares a slab with other
+	// entries' bytes, all long handled; a waiting retry must not keep them.
+	r := &delivery{stream: d.stream, entry: entry{id: strings.Clone(d.id)}, count: d.count, due: time.Now().Add(delay)}
 	s.retryMu.Lock()
-	i := sort.Search(len(s.retries), func(i int) bool { return s.retries[i].due.After(d.due) })
-	s.retries = slices.Insert(s.retries, i, d)
+	i := sort.Search(len(s.retries), func(i int) bool { return s.retries[i].due.After(r.due) })
+	s.retries = slices.Insert(s.retries, i, r)
 	s.retryMu.Unlock()
 	select {
 	case s.retryWake <- struct{}{}:
@@ -1218,6 +1222,7 @@ func (s *subscription) retryLoop() {
 		now := time.Now()
 		for len(s.retries) > 0 && !s.retries[0].due.After(now) && len(due) < s.bus.cfg.Count {
 			due = append(due, s.retries[0])
+			s.retries[0] = nil // the array outlives the pop
 			s.retries = s.retries[1:]
 		}
 		if len(s.retries) > 0 {
@@ -1517,9 +1522,10 @@ func (s *subscription) broadcastLoop(last []string) {
 		s.onSuccess(&es, "broadcast read")
 		for _, xs := range res {
 			if len(xs.entries) > 0 {
-				last[idx[xs.stream]] = xs.entries[len(xs.entries)-1].id
+				last[idx[xs.stream]] = strings.Clone(xs.entries[len(xs.entries)-1].id) // not its slab
 			}
 		}
 		s.dispatchRead(res, n, nil)
+		rd.forget()
 	}
 }
