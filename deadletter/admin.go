@@ -55,7 +55,8 @@ type admin struct {
 //	POST   /replay/{id...}     replay one record (no body)
 //	POST   /replay             replay by filter, bounded: {"filter":{...},"limit":n};
 //	                           200 unless records matched and none was replayed
-//	                           (then the first failure's status, with the result)
+//	                           (then the first failure's status, 409 for a record
+//	                           gone meanwhile, with the result)
 //	POST   /purge              purge by filter: {"filter":{...},"confirm":"purge"}
 //	GET    /stats              {"depth":n,"replayed":n}
 //
@@ -303,8 +304,16 @@ func (a *admin) replayFilter(w http.ResponseWriter, r *http.Request) {
 		if i == 0 && res.Replayed == 0 {
 			// Nothing was sent back: the first failure's status, so a
 			// client that checks only the status does not read success.
+			// A record gone meanwhile is a conflict, not a missing route.
 			status = st
+			if st == http.StatusNotFound {
+				status = http.StatusConflict
+			}
 			out.Error = &errorBody{Code: code, Message: "no matching record could be replayed: " + msg}
+		}
+		if st >= 500 {
+			a.log.LogAttrs(r.Context(), slog.LevelError, "deadletter admin: replay failed",
+				slog.String("id", e.ID), slog.String("error", e.Err.Error()))
 		}
 	}
 	writeJSON(w, status, out)

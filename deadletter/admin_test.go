@@ -1,6 +1,7 @@
 package deadletter_test
 
 import (
+	"context"
 	"encoding/json"
 	"fmt"
 	"io"
@@ -10,6 +11,7 @@ import (
 	"net/url"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/stretchr/testify/require"
 
@@ -342,6 +344,27 @@ func TestAdminReplayFilterAllFailed(t *testing.T) {
 	res = a.do(t, http.MethodPost, "/replay", "admin-token", `{"filter":{"type":"nothing.matches.v1"}}`)
 	require.Equal(t, http.StatusOK, res.code, "no match is not a failure")
 	require.EqualValues(t, 0, res.body["matched"])
+}
+
+// goneStore loses every record between the selection and its replay, as a
+// concurrent purge would.
+type goneStore struct{ deadletter.Store }
+
+func (goneStore) MarkReplayed(context.Context, string, time.Time) error {
+	return deadletter.ErrNotFound
+}
+
+func TestAdminReplayFilterRecordsGone(t *testing.T) {
+	t.Parallel()
+	b := setup(t, false)
+	q, err := deadletter.NewQueue(goneStore{b.store}, b.replayer, nil)
+	require.NoError(t, err)
+	a := &adminBundle{bundle: b, h: deadletter.NewAdminHandler(q, deadletter.AdminConfig{Authorize: authorize, Logger: slog.New(slog.NewJSONHandler(b.logs, nil))})}
+	a.deadLetter(t, handlerName, "session.created.v1", 10)
+	res := a.do(t, http.MethodPost, "/replay", "admin-token", `{"filter":{}}`)
+	require.Equal(t, http.StatusConflict, res.code, "a record gone meanwhile is a conflict, not a missing route: %s", res.raw)
+	require.Equal(t, "not_found", res.errCode())
+	require.EqualValues(t, 1, res.body["failed"])
 }
 
 // Q3 through the admin API, mounted the way the app mounts it.
