@@ -39,9 +39,10 @@ func (c *deadlineCtx) Err() error {
 type handlerClock struct {
 	timeout time.Duration
 	timer   *time.Timer
+	running context.CancelCauseFunc // the worker's own: set by start, called by finish
 
 	mu       sync.Mutex
-	cancel   context.CancelCauseFunc // of the running handler; nil when none
+	armed    context.CancelCauseFunc // what expire may cancel; nil once disarmed
 	deadline time.Time
 }
 
@@ -59,24 +60,25 @@ func (c *handlerClock) start(parent context.Context, d *delivery) context.Contex
 	deadline := time.Now().Add(c.timeout)
 	d.dctx = deadlineCtx{Context: cctx, deadline: deadline}
 	d.hctx.Reset(&d.dctx, d.env)
+	c.running = cancel
 	c.mu.Lock()
-	c.cancel, c.deadline = cancel, deadline
+	c.armed, c.deadline = cancel, deadline
 	c.mu.Unlock()
 	c.timer.Reset(c.timeout) // fires at or after deadline
 	return &d.hctx
 }
 
 // finish disarms the clock and ends the handler's context, as the cancel
-// of context.WithTimeout would.
+// of context.WithTimeout would: ended when finish returns, even while a
+// timer firing that disarmed it first is still on its way to cancel it
+// (the first cancellation wins).
 func (c *handlerClock) finish() {
 	c.timer.Stop()
 	c.mu.Lock()
-	cancel := c.cancel
-	c.cancel = nil
+	c.armed = nil
 	c.mu.Unlock()
-	if cancel != nil {
-		cancel(nil)
-	}
+	c.running(nil)
+	c.running = nil
 }
 
 // expire ends the running handler's context once its deadline has passed.
@@ -84,12 +86,12 @@ func (c *handlerClock) finish() {
 // handler) and does nothing: the timer was re-armed for the current one.
 func (c *handlerClock) expire() {
 	c.mu.Lock()
-	cancel := c.cancel
+	cancel := c.armed
 	if cancel == nil || time.Now().Before(c.deadline) {
 		c.mu.Unlock()
 		return
 	}
-	c.cancel = nil
+	c.armed = nil
 	c.mu.Unlock()
 	cancel(eventbus.ErrHandlerTimeout)
 }

@@ -148,3 +148,19 @@ func TestHandlerClockAllocations(t *testing.T) {
 	// context.WithCancelCause's context and cancel function; no timer.
 	require.LessOrEqual(t, allocs, 2.0)
 }
+
+// The interleaving CI once hit: a timer firing has disarmed the clock and
+// not yet cancelled when the handler returns. The context must be over
+// when finish returns all the same.
+func TestHandlerClockFinishEndsAContextAFiringDisarmed(t *testing.T) {
+	t.Parallel()
+	clock := newHandlerClock(time.Hour)
+	defer clock.stop()
+	env := mkEnv(t, 1, "a")
+	ctx := clock.start(context.Background(), &delivery{env: &env})
+	clock.mu.Lock()
+	clock.armed = nil // what expire does before it cancels, outside the lock
+	clock.mu.Unlock()
+	clock.finish()
+	require.ErrorIs(t, ctx.Err(), context.Canceled)
+}
