@@ -450,7 +450,7 @@ func (b *Bus) Close() error {
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
-			errs[i] = s.Close()
+			errs[i] = s.closeBy(deadline)
 		}()
 	}
 	wg.Wait()

@@ -573,3 +573,49 @@ func TestCloseDuringSubscribeOnSilentRedis(t *testing.T) {
 	}
 	proxy.Blackhole(false)
 }
+
+// Bus.Close keeps to one ShutdownTimeout when a Subscribe is stuck starting
+// on a silent Redis while a handler is busy: waiting for the start does not
+// add a ShutdownTimeout of its own, and the tidying calls that go-redis would
+// let run for its read timeout are skipped. It took 5 s for a 1 s timeout.
+func TestBusCloseWithBusyHandlerAndStalledSubscribe(t *testing.T) {
+	t.Parallel()
+	_, prefix := testinfra.Redis(t)
+	opts, proxy := proxiedOptions(t)
+	opts.ReadTimeout, opts.WriteTimeout = 3*time.Second, 3*time.Second
+	opts.MaxRetries = -1
+	rdb := redis.NewClient(opts)
+	defer rdb.Close()
+	c := fastConfig(prefix + "events")
+	c.WriteTimeout = 3 * time.Second
+	c.ShutdownTimeout = time.Second
+	b, err := New(rdb, c)
+	require.NoError(t, err)
+	ctx := ctxT(t)
+	started := make(chan struct{}, 1)
+	_, err = b.Subscribe(ctx, "busy", eventbus.HandlerFunc(func(hctx context.Context, _ eventbus.Envelope) error {
+		started <- struct{}{}
+		<-hctx.Done() // busy until Close gives up on it
+		return hctx.Err()
+	}))
+	require.NoError(t, err)
+	require.NoError(t, b.Publish(ctx, mkEnv(t, 1, "a")))
+	<-started
+	proxy.Blackhole(true)
+	subErr := make(chan error, 1)
+	go func() {
+		_, err := b.SubscribeBroadcast(context.Background(), "live", eventbus.HandlerFunc(func(context.Context, eventbus.Envelope) error { return nil }))
+		subErr <- err
+	}()
+	time.Sleep(200 * time.Millisecond) // Subscribe is waiting on Redis
+	start := time.Now()
+	_ = b.Close()
+	require.Less(t, time.Since(start), c.ShutdownTimeout+700*time.Millisecond, "Close kept to ShutdownTimeout")
+	select {
+	case err := <-subErr:
+		require.Error(t, err)
+	case <-time.After(opts.ReadTimeout + 5*time.Second):
+		t.Fatal("Subscribe did not give up")
+	}
+	proxy.Blackhole(false)
+}

@@ -298,9 +298,14 @@ const closeLastAck = 200 * time.Millisecond
 // to return and closeLastAck, plus the Redis client's own I/O timeout for
 // an acknowledgement in flight. Idempotent.
 func (s *subscription) Close() error {
+	return s.closeBy(time.Now().Add(s.bus.cfg.ShutdownTimeout))
+}
+
+// closeBy is Close with the deadline given: Bus.Close's own, so waiting for
+// subscriptions still starting does not add a ShutdownTimeout of its own.
+func (s *subscription) closeBy(deadline time.Time) error {
 	s.closeOnce.Do(func() {
 		defer close(s.done)
-		deadline := time.Now().Add(s.bus.cfg.ShutdownTimeout)
 		if !s.broadcast {
 			s.ackBy.Store(deadline.UnixNano())
 			close(s.ackHurry)
@@ -316,7 +321,7 @@ func (s *subscription) Close() error {
 		// A loop blocked on a silent Redis returns within Block or
 		// WriteTimeout and the client's timeouts; it is not waited for past
 		// the deadline (it exits on its own, dispatching nothing).
-		waitUntil(&s.loops, deadline)
+		loopsStopped := waitUntil(&s.loops, deadline)
 		s.workMu.Lock()
 		s.workClosed = true
 		for _, ch := range s.work {
@@ -339,14 +344,23 @@ func (s *subscription) Close() error {
 			}
 			close(s.ackStop)
 			<-s.ackGone
-			ctx, cancel := context.WithDeadline(context.Background(), deadline)
-			s.giveBack(ctx)
-			for _, st := range s.streams {
-				if _, err := deleteConsumerIfIdle(ctx, s.bus.rdb, st, s.name, s.bus.cfg.Consumer, 0); err != nil && !isNoGroup(err) {
-					s.bus.log.Debug("redisstream: delete consumer", "group", s.name, "stream", st, "err", err)
+			// Best-effort tidying. Skipped when a loop is still stuck on a
+			// silent Redis: go-redis would wait out its read timeout on
+			// each call, past the deadline (contexts do not cut socket
+			// reads). Unstarted entries then keep the delivery, and the
+			// consumer is deleted later by another one (ConsumerIdleTTL).
+			if loopsStopped {
+				ctx, cancel := context.WithDeadline(context.Background(), deadline)
+				s.giveBack(ctx)
+				for _, st := range s.streams {
+					if _, err := deleteConsumerIfIdle(ctx, s.bus.rdb, st, s.name, s.bus.cfg.Consumer, 0); err != nil && !isNoGroup(err) {
+						s.bus.log.Debug("redisstream: delete consumer", "group", s.name, "stream", st, "err", err)
+					}
 				}
+				cancel()
+			} else {
+				s.bus.log.Warn("redisstream: Redis did not answer while closing; consumer left for later cleanup", "group", s.name)
 			}
-			cancel()
 		}
 		s.bus.removeSub(s)
 	})
