@@ -619,3 +619,32 @@ func TestBusCloseWithBusyHandlerAndStalledSubscribe(t *testing.T) {
 	}
 	proxy.Blackhole(false)
 }
+
+// On a healthy Redis, Close tidies up (deletes its idle consumer) even when
+// its reader is still blocked in an XREADGROUP longer than ShutdownTimeout:
+// a blocked read is not a silent Redis.
+func TestCloseTidiesWhileTheReadStillBlocks(t *testing.T) {
+	t.Parallel()
+	f := setup(t)
+	ctx := ctxT(t)
+	c := f.config()
+	c.Block = 3 * time.Second
+	c.ShutdownTimeout = 300 * time.Millisecond
+	b, err := New(f.rdb, c)
+	require.NoError(t, err)
+	rec := newRecorder(1, nil)
+	_, err = b.Subscribe(ctx, "g", rec)
+	require.NoError(t, err)
+	require.NoError(t, b.Publish(ctx, mkEnv(t, 1, "a")))
+	rec.wait(t, 10*time.Second)
+	requirePendingZero(t, f.rdb, f.stream, "g")
+	time.Sleep(100 * time.Millisecond) // the reader is in its next 3 s BLOCK
+	start := time.Now()
+	require.NoError(t, b.Close())
+	require.Less(t, time.Since(start), time.Second)
+	cs, err := f.rdb.XInfoConsumers(ctx, f.stream, "g").Result()
+	require.NoError(t, err)
+	for _, ci := range cs {
+		require.NotEqual(t, c.Consumer, ci.Name, "the consumer was left behind")
+	}
+}

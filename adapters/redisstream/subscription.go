@@ -321,7 +321,7 @@ func (s *subscription) closeBy(deadline time.Time) error {
 		// A loop blocked on a silent Redis returns within Block or
 		// WriteTimeout and the client's timeouts; it is not waited for past
 		// the deadline (it exits on its own, dispatching nothing).
-		loopsStopped := waitUntil(&s.loops, deadline)
+		waitUntil(&s.loops, deadline)
 		s.workMu.Lock()
 		s.workClosed = true
 		for _, ch := range s.work {
@@ -344,23 +344,31 @@ func (s *subscription) closeBy(deadline time.Time) error {
 			}
 			close(s.ackStop)
 			<-s.ackGone
-			// Best-effort tidying. Skipped when a loop is still stuck on a
-			// silent Redis: go-redis would wait out its read timeout on
-			// each call, past the deadline (contexts do not cut socket
-			// reads). Unstarted entries then keep the delivery, and the
-			// consumer is deleted later by another one (ConsumerIdleTTL).
-			if loopsStopped {
+			// Best-effort tidying, not waited for past the deadline: on a
+			// silent Redis go-redis would wait out its read timeout on each
+			// call (contexts do not cut socket reads). The calls then end
+			// on their own within the client's timeouts; unstarted entries
+			// keep the delivery, and another consumer deletes this one
+			// later (ConsumerIdleTTL).
+			tidied := make(chan struct{})
+			go func() {
+				defer close(tidied)
 				ctx, cancel := context.WithDeadline(context.Background(), deadline)
+				defer cancel()
 				s.giveBack(ctx)
 				for _, st := range s.streams {
 					if _, err := deleteConsumerIfIdle(ctx, s.bus.rdb, st, s.name, s.bus.cfg.Consumer, 0); err != nil && !isNoGroup(err) {
 						s.bus.log.Debug("redisstream: delete consumer", "group", s.name, "stream", st, "err", err)
 					}
 				}
-				cancel()
-			} else {
+			}()
+			t := time.NewTimer(time.Until(deadline))
+			select {
+			case <-tidied:
+			case <-t.C:
 				s.bus.log.Warn("redisstream: Redis did not answer while closing; consumer left for later cleanup", "group", s.name)
 			}
+			t.Stop()
 		}
 		s.bus.removeSub(s)
 	})
