@@ -432,18 +432,18 @@ func (b *Bus) Close() error {
 		return b.closeErr
 	}
 	b.closed = true
-	b.mu.Unlock()
-	// Each subscription still starting finishes, or closes itself and
-	// fails; one stuck on a silent Redis is not waited for past the
-	// deadline (it closes itself when its start gives up).
-	waitUntil(&b.starting, deadline)
-	b.mu.Lock()
+	// Every subscription is registered by now: one still starting sees
+	// closed when it registers, and closes itself.
 	subs := make([]*subscription, 0, len(b.subs))
 	for s := range b.subs {
 		subs = append(subs, s)
 	}
 	b.mu.Unlock()
 
+	// The running subscriptions stop at once, with the whole
+	// ShutdownTimeout for their handlers, while the ones still starting
+	// finish or give up; one stuck on a silent Redis is not waited for
+	// past the deadline (it closes itself when its start gives up).
 	var wg sync.WaitGroup
 	errs := make([]error, len(subs))
 	for i, s := range subs {
@@ -453,6 +453,7 @@ func (b *Bus) Close() error {
 			errs[i] = s.closeBy(deadline)
 		}()
 	}
+	waitUntil(&b.starting, deadline)
 	wg.Wait()
 	close(b.closing)
 	waitUntil(&b.bg, deadline)

@@ -329,6 +329,12 @@ func (s *subscription) closeBy(deadline time.Time) error {
 		}
 		s.workMu.Unlock()
 		if !waitUntil(&s.workers, deadline) {
+			// Handlers overran: cancelled, they get a second to return, and
+			// what they finish is still acknowledged (closeLastAck below);
+			// the ack deadline covers that second meanwhile.
+			if !s.broadcast {
+				s.ackBy.Store(time.Now().Add(time.Second + closeLastAck).UnixNano())
+			}
 			s.hardCancel()
 			if !waitUntil(&s.workers, time.Now().Add(time.Second)) {
 				s.closeErr = fmt.Errorf("%w: %q", ErrShutdownTimeout, s.name)
@@ -353,6 +359,10 @@ func (s *subscription) closeBy(deadline time.Time) error {
 			tidied := make(chan struct{})
 			go func() {
 				defer close(tidied)
+				// The name is free again only once its consumer is
+				// tidied: a new subscription of it must not be given
+				// back deliveries or deleted by this one.
+				defer s.bus.removeSub(s)
 				ctx, cancel := context.WithDeadline(context.Background(), deadline)
 				defer cancel()
 				s.giveBack(ctx)
@@ -366,11 +376,12 @@ func (s *subscription) closeBy(deadline time.Time) error {
 			select {
 			case <-tidied:
 			case <-t.C:
-				s.bus.log.Warn("redisstream: Redis did not answer while closing; consumer left for later cleanup", "group", s.name)
+				s.bus.log.Warn("redisstream: consumer not tidied by the close deadline; left for later cleanup", "group", s.name)
 			}
 			t.Stop()
+		} else {
+			s.bus.removeSub(s)
 		}
-		s.bus.removeSub(s)
 	})
 	<-s.done
 	return s.closeErr
@@ -1220,6 +1231,20 @@ func (s *subscription) scheduleRetry(d *delivery, delay time.Duration) bool {
 	// other deliveries (dispatch), and its id shares a slab with other
 	// entries' bytes, all long handled; a waiting retry must not keep them.
 	r := &delivery{stream: d.stream, entry: entry{id: strings.Clone(d.id)}, count: d.count, due: time.Now().Add(delay)}
+	// The hold and the failure time are keyed by d's id too: re-key them
+	// with the clone (a map keeps the key string of the last assignment).
+	s.heldMu.Lock()
+	if m := s.held[d.stream]; m != nil {
+		if _, ok := m[r.id]; ok {
+			m[r.id] = struct{}{}
+		}
+	}
+	if m := s.failedAt[d.stream]; m != nil {
+		if at, ok := m[r.id]; ok {
+			m[r.id] = at
+		}
+	}
+	s.heldMu.Unlock()
 	s.retryMu.Lock()
 	i := sort.Search(len(s.retries), func(i int) bool { return s.retries[i].due.After(r.due) })
 	s.retries = slices.Insert(s.retries, i, r)
