@@ -536,64 +536,76 @@ func proxiedOptions(t *testing.T) (*redis.Options, *faultproxy.Proxy) {
 	return opts, proxy
 }
 
-// Bus.Close keeps to ShutdownTimeout while a Subscribe is stuck starting
-// on a silent Redis; the Subscribe then fails on its own, bounded by
-// WriteTimeout.
-func TestCloseDuringSubscribeOnSilentRedis(t *testing.T) {
-	t.Parallel()
+// silentRedisBus is a bus whose client goes through a fault proxy, for
+// closing while Redis goes silent: 3 s client and write timeouts (go-redis
+// bounds socket reads by its own timeouts, not by contexts, so a stuck
+// start gives up after ReadTimeout, longer than ShutdownTimeout) and a 1 s
+// ShutdownTimeout.
+func silentRedisBus(t *testing.T) (*Bus, *Config, *redis.Client, *faultproxy.Proxy) {
+	t.Helper()
 	_, prefix := testinfra.Redis(t)
 	opts, proxy := proxiedOptions(t)
-	// go-redis bounds socket reads by its own timeouts, not by contexts: the
-	// stuck start gives up after ReadTimeout, longer than ShutdownTimeout.
 	opts.ReadTimeout, opts.WriteTimeout = 3*time.Second, 3*time.Second
 	opts.MaxRetries = -1
 	rdb := redis.NewClient(opts)
-	defer rdb.Close()
+	t.Cleanup(func() { _ = rdb.Close() })
 	c := fastConfig(prefix + "events")
 	c.WriteTimeout = 3 * time.Second
 	c.ShutdownTimeout = time.Second
 	b, err := New(rdb, c)
 	require.NoError(t, err)
-	require.NoError(t, rdb.Ping(ctxT(t)).Err()) // a pooled connection, then silence
-	proxy.Blackhole(true)
+	return b, c, rdb, proxy
+}
+
+// subscribeStuck starts a broadcast Subscribe on a silent Redis and
+// returns a function that requires it to have given up (bounded by the
+// client's read timeout).
+func subscribeStuck(t *testing.T, b *Bus, rdb *redis.Client) (requireGaveUp func()) {
+	t.Helper()
 	subErr := make(chan error, 1)
 	go func() {
 		_, err := b.SubscribeBroadcast(context.Background(), "live", eventbus.HandlerFunc(func(context.Context, eventbus.Envelope) error { return nil }))
 		subErr <- err
 	}()
 	time.Sleep(200 * time.Millisecond) // Subscribe is waiting on Redis
+	return func() {
+		t.Helper()
+		select {
+		case err := <-subErr:
+			require.Error(t, err, "a subscription cannot start on a closed bus")
+		case <-time.After(rdb.Options().ReadTimeout + 5*time.Second):
+			t.Fatal("Subscribe did not give up")
+		}
+	}
+}
+
+// Bus.Close keeps to ShutdownTimeout while a Subscribe is stuck starting
+// on a silent Redis; the Subscribe then fails on its own, bounded by
+// WriteTimeout.
+func TestCloseDuringSubscribeOnSilentRedis(t *testing.T) {
+	t.Parallel()
+	b, c, rdb, proxy := silentRedisBus(t)
+	require.NoError(t, rdb.Ping(ctxT(t)).Err()) // a pooled connection, then silence
+	proxy.Blackhole(true)
+	requireGaveUp := subscribeStuck(t, b, rdb)
 	start := time.Now()
 	require.NoError(t, b.Close())
 	require.Less(t, time.Since(start), c.ShutdownTimeout+500*time.Millisecond, "Close kept to ShutdownTimeout")
-	select {
-	case err := <-subErr:
-		require.Error(t, err, "a subscription cannot start on a closed bus")
-	case <-time.After(opts.ReadTimeout + 5*time.Second):
-		t.Fatal("Subscribe did not give up")
-	}
+	requireGaveUp()
 	proxy.Blackhole(false)
 }
 
 // Bus.Close keeps to one ShutdownTimeout when a Subscribe is stuck starting
 // on a silent Redis while a handler is busy: waiting for the start does not
-// add a ShutdownTimeout of its own, and the tidying calls that go-redis would
-// let run for its read timeout are skipped. It took 5 s for a 1 s timeout.
+// add a ShutdownTimeout of its own, and the tidying calls that go-redis
+// would let run for its read timeout are not waited for. It took 5 s for a
+// 1 s timeout.
 func TestBusCloseWithBusyHandlerAndStalledSubscribe(t *testing.T) {
 	t.Parallel()
-	_, prefix := testinfra.Redis(t)
-	opts, proxy := proxiedOptions(t)
-	opts.ReadTimeout, opts.WriteTimeout = 3*time.Second, 3*time.Second
-	opts.MaxRetries = -1
-	rdb := redis.NewClient(opts)
-	defer rdb.Close()
-	c := fastConfig(prefix + "events")
-	c.WriteTimeout = 3 * time.Second
-	c.ShutdownTimeout = time.Second
-	b, err := New(rdb, c)
-	require.NoError(t, err)
+	b, c, rdb, proxy := silentRedisBus(t)
 	ctx := ctxT(t)
 	started := make(chan struct{}, 1)
-	_, err = b.Subscribe(ctx, "busy", eventbus.HandlerFunc(func(hctx context.Context, _ eventbus.Envelope) error {
+	_, err := b.Subscribe(ctx, "busy", eventbus.HandlerFunc(func(hctx context.Context, _ eventbus.Envelope) error {
 		started <- struct{}{}
 		<-hctx.Done() // busy until Close gives up on it
 		return hctx.Err()
@@ -602,21 +614,11 @@ func TestBusCloseWithBusyHandlerAndStalledSubscribe(t *testing.T) {
 	require.NoError(t, b.Publish(ctx, mkEnv(t, 1, "a")))
 	<-started
 	proxy.Blackhole(true)
-	subErr := make(chan error, 1)
-	go func() {
-		_, err := b.SubscribeBroadcast(context.Background(), "live", eventbus.HandlerFunc(func(context.Context, eventbus.Envelope) error { return nil }))
-		subErr <- err
-	}()
-	time.Sleep(200 * time.Millisecond) // Subscribe is waiting on Redis
+	requireGaveUp := subscribeStuck(t, b, rdb)
 	start := time.Now()
 	_ = b.Close()
 	require.Less(t, time.Since(start), c.ShutdownTimeout+700*time.Millisecond, "Close kept to ShutdownTimeout")
-	select {
-	case err := <-subErr:
-		require.Error(t, err)
-	case <-time.After(opts.ReadTimeout + 5*time.Second):
-		t.Fatal("Subscribe did not give up")
-	}
+	requireGaveUp()
 	proxy.Blackhole(false)
 }
 
