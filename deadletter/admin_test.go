@@ -3,6 +3,7 @@ package deadletter_test
 import (
 	"context"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"io"
 	"log/slog"
@@ -352,6 +353,32 @@ type goneStore struct{ deadletter.Store }
 
 func (goneStore) MarkReplayed(context.Context, string, time.Time) error {
 	return deadletter.ErrNotFound
+}
+
+// brokenStore fails every replay's write with a server-side error.
+type brokenStore struct{ deadletter.Store }
+
+func (brokenStore) MarkReplayed(context.Context, string, time.Time) error {
+	return errors.New("store unavailable")
+}
+
+// A replay that fails on the server's side is logged, as a failed request
+// is, and answered 500.
+func TestAdminReplayFilterLogsServerErrors(t *testing.T) {
+	t.Parallel()
+	b := setup(t, false)
+	q, err := deadletter.NewQueue(brokenStore{b.store}, b.replayer, nil)
+	require.NoError(t, err)
+	a := &adminBundle{bundle: b, h: deadletter.NewAdminHandler(q, deadletter.AdminConfig{Authorize: authorize, Logger: slog.New(slog.NewJSONHandler(b.logs, nil))})}
+	rec := a.deadLetter(t, handlerName, "session.created.v1", 10)
+	res := a.do(t, http.MethodPost, "/replay", "admin-token", `{"filter":{}}`)
+	require.Equal(t, http.StatusInternalServerError, res.code, res.raw)
+	require.Equal(t, "internal", res.errCode())
+	require.NotContains(t, res.raw, "store unavailable", "the cause stays in the log")
+	logs := b.logs.String()
+	require.Contains(t, logs, "deadletter admin: replay failed")
+	require.Contains(t, logs, rec.ID)
+	require.Contains(t, logs, "store unavailable")
 }
 
 func TestAdminReplayFilterRecordsGone(t *testing.T) {
