@@ -18,8 +18,8 @@ type opBound struct {
 
 type sharedDeadline struct {
 	ctx     context.Context
-	renewAt time.Time // past it, a call takes a fresh context (monotonic, as the deadline)
-	cancel  context.CancelFunc
+	renewAt time.Time          // past it, a call takes a fresh context (monotonic, as the deadline)
+	cancel  context.CancelFunc // never called: the context ends on its own timer (see shared)
 }
 
 func newOpBound(timeout time.Duration) *opBound { return &opBound{timeout: timeout} }

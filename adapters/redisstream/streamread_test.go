@@ -461,3 +461,25 @@ func TestSilentlyRetriedReadRecovered(t *testing.T) {
 	requireEachHandledOnce(t, ctx, client, c, 20)
 	require.True(t, client.done.Load(), "a read was lost and retried")
 }
+
+// replyBuffer takes go-redis's bulk strings (an io.LimitedReader, read
+// exactly) and, should that ever change, any reader until EOF.
+func TestReplyBufferReadFrom(t *testing.T) {
+	var w replyBuffer
+	_, _ = w.Write([]byte("$5\r\n"))
+	lr := &io.LimitedReader{R: strings.NewReader("hello\r\nrest"), N: 7}
+	n, err := w.ReadFrom(lr)
+	require.NoError(t, err)
+	require.EqualValues(t, 7, n)
+	require.Zero(t, lr.N)
+	require.Equal(t, "$5\r\nhello\r\n", string(w.b))
+
+	n, err = w.ReadFrom(strings.NewReader(strings.Repeat("x", 10000)))
+	require.NoError(t, err)
+	require.EqualValues(t, 10000, n)
+	require.Equal(t, "$5\r\nhello\r\n"+strings.Repeat("x", 10000), string(w.b))
+
+	short := &io.LimitedReader{R: strings.NewReader("ab"), N: 5}
+	_, err = w.ReadFrom(short)
+	require.ErrorIs(t, err, io.ErrUnexpectedEOF, "a reply cut short is an error")
+}
